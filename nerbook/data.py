@@ -1,0 +1,395 @@
+"""CoNLL files, label schemas and the datasets we train on (chapter "NER data and labels").
+
+A sentence is a list of words with one tag each. On disk that is the CoNLL format: one word
+per line, the tag in the last column, a blank line between sentences and ``-DOCSTART-``
+lines between documents. In memory it is a :class:`datasets.Dataset` with the columns
+``tokens`` (words), ``ner_tags`` (ids, a ``ClassLabel`` that carries the names) and
+``doc_id`` (which document the sentence belongs to, for document context).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+ENTITY_TYPES = ("PER", "ORG", "LOC", "MISC")
+DOCSTART = "-DOCSTART-"
+_TAG_RE = re.compile(r"^(O|([BIES])-(.+))$")
+
+
+class ConllFormatError(ValueError):
+    """A CoNLL file that cannot be read; the message names the file and line."""
+
+
+# --------------------------------------------------------------------------------------
+# Label schema
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabelSchema:
+    """Tag names <-> ids, and the B-X -> I-X map built from the names (never from ids)."""
+
+    names: tuple[str, ...]
+    label2id: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(self.names)
+        object.__setattr__(self, "names", names)
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate tag names in schema: {names}")
+        for n in names:
+            if not _TAG_RE.match(n):
+                raise ValueError(f"tag {n!r} is not 'O' or PREFIX-TYPE")
+        object.__setattr__(self, "label2id", {n: i for i, n in enumerate(names)})
+
+    @classmethod
+    def from_types(cls, types: Sequence[str] = ENTITY_TYPES, scheme: str = "iob2") -> LabelSchema:
+        """``O`` then ``B-T, I-T`` (IOB2) or ``B-T, I-T, E-T, S-T`` (BIOES) for each type."""
+        prefixes = {"iob2": "BI", "bioes": "BIES"}[scheme]
+        return cls(("O", *(f"{p}-{t}" for t in types for p in prefixes)))
+
+    @classmethod
+    def from_tags(cls, tags: Iterable[str]) -> LabelSchema:
+        """The IOB2 schema that covers every type seen in ``tags`` (CoNLL type order first)."""
+        seen = {t.split("-", 1)[1] for t in tags if t != "O"}
+        types = [t for t in ENTITY_TYPES if t in seen] + sorted(seen - set(ENTITY_TYPES))
+        return cls.from_types(types)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.names))
+
+    @property
+    def types(self) -> list[str]:
+        out: list[str] = []
+        for n in self.names:
+            if n != "O" and n[2:] not in out:
+                out.append(n[2:])
+        return out
+
+    @property
+    def b_to_i(self) -> dict[int, int]:
+        """Id of ``B-X`` -> id of ``I-X``, looked up by name."""
+        return {
+            i: self.label2id["I-" + n[2:]]
+            for i, n in enumerate(self.names)
+            if n.startswith("B-") and "I-" + n[2:] in self.label2id
+        }
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def encode(self, tags: Sequence[str]) -> list[int]:
+        try:
+            return [self.label2id[t] for t in tags]
+        except KeyError as e:
+            raise ValueError(f"unknown tag {e.args[0]!r}; schema has {list(self.names)}") from None
+
+    def decode(self, ids: Sequence[int]) -> list[str]:
+        return [self.names[i] for i in ids]
+
+
+#: The order used by the Hugging Face ``conll2003`` dataset.
+CONLL2003 = LabelSchema(("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"))
+
+
+# --------------------------------------------------------------------------------------
+# Tagging schemes
+# --------------------------------------------------------------------------------------
+
+
+def check_tag(tag: str) -> tuple[str, str | None]:
+    """Split a tag into (prefix, type); raise ``ValueError`` naming it if it is malformed."""
+    m = _TAG_RE.match(tag)
+    if not m:
+        raise ValueError(f"unknown tag {tag!r} (expected O, B-TYPE, I-TYPE, E-TYPE or S-TYPE)")
+    return ("O", None) if tag == "O" else (m.group(2), m.group(3))
+
+
+def to_iob2(tags: Sequence[str]) -> list[str]:
+    """Normalise IOB1, IOB2 or BIOES tags to IOB2 (every entity starts with ``B-``).
+
+    IOB1 uses ``B-`` only between two adjacent entities of the same type, so an ``I-X`` that
+    follows ``O`` or another type starts an entity: it becomes ``B-X``. ``E-``/``S-`` (BIOES)
+    become ``I-``/``B-``. IOB2 input comes out unchanged.
+    """
+    out: list[str] = []
+    prev_type: str | None = None
+    prev_prefix = "O"
+    for tag in tags:
+        prefix, typ = check_tag(tag)
+        if prefix == "O":
+            out.append("O")
+        elif prefix in ("B", "S"):
+            out.append("B-" + typ)
+        else:  # I or E continue an entity of the same type, or start one (IOB1)
+            starts = prev_type != typ or prev_prefix in ("O", "E", "S")
+            out.append(("B-" if starts else "I-") + typ)
+        prev_prefix, prev_type = prefix, typ
+    return out
+
+
+def iob2_to_bioes(tags: Sequence[str]) -> list[str]:
+    """IOB2 -> BIOES: single-word entities get ``S-``, last words of longer ones ``E-``."""
+    tags = to_iob2(tags)
+    out = []
+    for i, tag in enumerate(tags):
+        if tag == "O":
+            out.append("O")
+            continue
+        nxt = tags[i + 1] if i + 1 < len(tags) else "O"
+        continues = nxt == "I-" + tag[2:]
+        if tag.startswith("B-"):
+            out.append(("B-" if continues else "S-") + tag[2:])
+        else:
+            out.append(("I-" if continues else "E-") + tag[2:])
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Reading and writing CoNLL files
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sentence:
+    """One sentence of a CoNLL file: words, their tags (or None), and where it came from."""
+
+    tokens: list[str]
+    tags: list[str] | None
+    doc_id: int
+    line: int  # line number (1-based) of the sentence's first word
+    columns: list[list[str]] = field(default_factory=list)  # all columns of each word line
+
+
+def _decode_lines(path: Path) -> list[str]:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConllFormatError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
+    return text.splitlines()
+
+
+def read_conll_sentences(
+    path: str | os.PathLike, *, with_tags: bool = True, schema: LabelSchema | None = None
+) -> list[Sentence]:
+    """Read a CoNLL file into :class:`Sentence` objects, checking every line.
+
+    Word lines hold whitespace-separated columns (2 or 4 in the usual files: ``word tag`` or
+    ``word POS chunk tag``), the tag last; every word line of a file must have the same number
+    of columns. ``with_tags=False`` reads words only (the first column) for prediction.
+    Tags may be IOB1, IOB2 or BIOES and are returned as IOB2. ``-DOCSTART-`` lines start a new
+    document. Problems raise :class:`ConllFormatError` naming ``file:line``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConllFormatError(f"{path}: no such file")
+    lines = _decode_lines(path)
+    sentences: list[Sentence] = []
+    doc_id, n_cols = 0, None
+    cur: list[list[str]] = []
+    start = 0
+    seen_doc_content = False
+
+    def flush() -> None:
+        nonlocal cur, seen_doc_content
+        if cur:
+            tokens = [c[0] for c in cur]
+            tags = None
+            if with_tags:
+                tags = to_iob2([c[-1] for c in cur])
+            sentences.append(Sentence(tokens, tags, doc_id, start, cur))
+            seen_doc_content = True
+        cur = []
+
+    for lineno, line in enumerate(lines, 1):
+        cols = line.split()
+        if not cols:
+            flush()
+            continue
+        if cols[0] == DOCSTART:
+            flush()
+            if seen_doc_content:
+                doc_id += 1
+                seen_doc_content = False
+            continue
+        if n_cols is None:
+            n_cols = len(cols)
+            if with_tags and n_cols < 2:
+                raise ConllFormatError(
+                    f"{path}:{lineno}: expected at least 2 columns (word ... tag), found 1: {line!r}")
+        elif len(cols) != n_cols and with_tags:
+            raise ConllFormatError(
+                f"{path}:{lineno}: expected {n_cols} columns like the first word line, "
+                f"found {len(cols)}: {line!r}")
+        if with_tags:
+            try:
+                _, typ = check_tag(cols[-1])
+            except ValueError as e:
+                raise ConllFormatError(f"{path}:{lineno}: {e}") from None
+            if schema is not None and typ is not None and f"B-{typ}" not in schema.label2id:
+                raise ConllFormatError(
+                    f"{path}:{lineno}: unknown tag {cols[-1]!r}: entity type {typ!r} is not in "
+                    f"the schema {list(schema.names)}")
+        if not cur:
+            start = lineno
+        cur.append(cols)
+    flush()
+    if not sentences:
+        raise ConllFormatError(f"{path}: no sentences (the file is empty or holds only blank/-DOCSTART- lines)")
+    return sentences
+
+
+def sentences_to_dataset(sentences: Sequence[Sentence], schema: LabelSchema | None = None) -> datasets.Dataset:
+    """Turn sentences into a ``datasets.Dataset`` with ``tokens``, ``ner_tags``, ``doc_id``."""
+    if schema is None:
+        schema = LabelSchema.from_tags(t for s in sentences for t in (s.tags or []))
+    features = datasets.Features({
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(schema.names))),
+        "doc_id": datasets.Value("int32"),
+    })
+    rows = {
+        "tokens": [s.tokens for s in sentences],
+        "ner_tags": [schema.encode(s.tags) if s.tags is not None else [0] * len(s.tokens) for s in sentences],
+        "doc_id": [s.doc_id for s in sentences],
+    }
+    return datasets.Dataset.from_dict(rows, features=features)
+
+
+def read_conll(path: str | os.PathLike, schema: LabelSchema | None = None) -> datasets.Dataset:
+    """Read a CoNLL file into a ``datasets.Dataset`` (tags normalised to IOB2).
+
+    ``schema`` defaults to the CoNLL-2003 schema when every type in the file is one of
+    PER/ORG/LOC/MISC, else to an IOB2 schema built from the types found.
+    """
+    sents = read_conll_sentences(path, schema=schema)
+    if schema is None:
+        found = {t[2:] for s in sents for t in s.tags or [] if t != "O"}
+        schema = CONLL2003 if found <= set(ENTITY_TYPES) else LabelSchema.from_tags(
+            t for s in sents for t in s.tags or [])
+    return sentences_to_dataset(sents, schema)
+
+
+def write_conll(
+    path: str | os.PathLike,
+    sentences: Sequence[Sequence[str]],
+    tags: Sequence[Sequence[str]] | None = None,
+    *more_columns: Sequence[Sequence[str]],
+    doc_ids: Sequence[int] | None = None,
+) -> None:
+    """Write words (and tag columns) as CoNLL: one word a line, blank line between sentences.
+
+    With ``doc_ids``, a ``-DOCSTART-`` line opens each new document.
+    """
+    cols_per_sent = [c for c in (tags, *more_columns) if c is not None]
+    with open(path, "w", encoding="utf-8") as f:
+        prev_doc = None
+        for i, words in enumerate(sentences):
+            if doc_ids is not None and doc_ids[i] != prev_doc:
+                n_extra = len(cols_per_sent)
+                f.write(" ".join([DOCSTART] + ["O"] * n_extra) + "\n\n")
+                prev_doc = doc_ids[i]
+            for j, w in enumerate(words):
+                f.write(" ".join([w, *(c[i][j] for c in cols_per_sent)]) + "\n")
+            f.write("\n")
+
+
+def schema_of(ds: datasets.Dataset) -> LabelSchema:
+    """The label schema stored in a dataset's ``ner_tags`` ClassLabel feature."""
+    feat = ds.features["ner_tags"]
+    inner = getattr(feat, "feature", None) or feat
+    return LabelSchema(tuple(inner.names))
+
+
+def tag_names(ds: datasets.Dataset) -> list[list[str]]:
+    """The tags of every sentence as strings."""
+    names = schema_of(ds).names
+    return [[names[i] for i in row] for row in ds["ner_tags"]]
+
+
+# --------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------
+
+_SPLIT_FILES = {"train": "train.txt", "valid": "valid.txt", "test": "test.txt"}
+
+
+def load_local(folder: str | os.PathLike, schema: LabelSchema | None = None) -> datasets.DatasetDict:
+    """Load ``train.txt``/``valid.txt``/``test.txt`` (those present) from a folder.
+
+    All splits share one schema: the given one, CoNLL-2003's, or one built from the train split.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder (expected train.txt, valid.txt, test.txt)")
+    found = {k: folder / v for k, v in _SPLIT_FILES.items() if (folder / v).is_file()}
+    if not found:
+        raise FileNotFoundError(f"{folder}: none of {', '.join(_SPLIT_FILES.values())} found")
+    sents = {k: read_conll_sentences(p, schema=schema) for k, p in found.items()}
+    if schema is None:
+        types = {t[2:] for ss in sents.values() for s in ss for t in s.tags or [] if t != "O"}
+        schema = CONLL2003 if types <= set(ENTITY_TYPES) else LabelSchema.from_tags(
+            t for ss in sents.values() for s in ss for t in s.tags or [])
+    return datasets.DatasetDict({k: sentences_to_dataset(v, schema) for k, v in sents.items()})
+
+
+HUB_CONLL2003 = "lhoestq/conll2003"
+
+
+def load_hub(name: str = HUB_CONLL2003, revision: str | None = None) -> datasets.DatasetDict:
+    """CoNLL-2003 from the Hugging Face hub, as parquet (the ``full`` profile).
+
+    ``name`` is a hub dataset id with the ``conll2003`` schema (``tokens``, ``ner_tags`` as a
+    ClassLabel) or a local folder of parquet files with that schema. Splits are renamed
+    ``train/valid/test``. The hub copy drops ``-DOCSTART-``, so every sentence becomes its own
+    document (no document context). Offline, a clear error says how to get the data instead.
+    """
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or os.environ.get(
+        "HF_DATASETS_OFFLINE", "0") not in ("0", "", "false", "False")
+    if offline and not Path(name).exists():
+        raise RuntimeError(
+            f"cannot load {name!r} from the hub: offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). "
+            "Use the offline profile (nerbook.data.synthetic_conll) or a local folder of CoNLL files "
+            "(nerbook.data.load_local), or unset the variables and run with network access.")
+    try:
+        raw = datasets.load_dataset(name, revision=revision)
+    except Exception as e:  # connection problems surface as many exception types
+        raise RuntimeError(f"cannot load {name!r} from the hub ({type(e).__name__}: {e}). "
+                           "Offline? Use nerbook.data.load_local or synthetic_conll.") from e
+    out = {}
+    for split, ds in raw.items():
+        key = {"validation": "valid"}.get(split, split)
+        feat = ds.features["ner_tags"]
+        inner = getattr(feat, "feature", None) or feat
+        names = getattr(inner, "names", None) or list(CONLL2003.names)
+        schema = LabelSchema(tuple(names))
+        ds = ds.map(lambda _, i: {"doc_id": i}, with_indices=True,
+                    remove_columns=[c for c in ds.column_names if c not in ("tokens", "ner_tags")])
+        ds = ds.cast(datasets.Features({
+            "tokens": datasets.Sequence(datasets.Value("string")),
+            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(schema.names))),
+            "doc_id": datasets.Value("int32"),
+        }))
+        out[key] = ds.filter(lambda r: len(r["tokens"]) > 0)
+    return datasets.DatasetDict(out)
+
+
+def load_dataset_for(profile: str, local: str | os.PathLike | None = None, seed: int = 0,
+                     **synthetic_kwargs) -> datasets.DatasetDict:
+    """The data a chapter uses: a local folder if given, the hub for ``full``, else synthetic."""
+    if local is not None:
+        return load_local(local)
+    if profile == "full":
+        return load_hub()
+    from nerbook.synthetic import synthetic_conll
+
+    return synthetic_conll(seed=seed, **synthetic_kwargs)

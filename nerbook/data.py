@@ -179,14 +179,16 @@ def _decode_lines(path: Path) -> list[str]:
 
 
 def read_conll_sentences(
-    path: str | os.PathLike, *, with_tags: bool = True, schema: LabelSchema | None = None
+    path: str | os.PathLike, *, with_tags: bool = True, schema: LabelSchema | None = None,
+    normalize: bool = True,
 ) -> list[Sentence]:
     """Read a CoNLL file into :class:`Sentence` objects, checking every line.
 
     Word lines hold whitespace-separated columns (2 or 4 in the usual files: ``word tag`` or
     ``word POS chunk tag``), the tag last; every word line of a file must have the same number
     of columns. ``with_tags=False`` reads words only (the first column) for prediction.
-    Tags may be IOB1, IOB2 or BIOES and are returned as IOB2. ``-DOCSTART-`` lines start a new
+    Tags may be IOB1, IOB2 or BIOES and are returned as IOB2 (as written with
+    ``normalize=False``). ``-DOCSTART-`` lines start a new
     document. Problems raise :class:`ConllFormatError` naming ``file:line``.
     """
     path = Path(path)
@@ -205,7 +207,8 @@ def read_conll_sentences(
             tokens = [c[0] for c in cur]
             tags = None
             if with_tags:
-                tags = to_iob2([c[-1] for c in cur])
+                tags = [c[-1] for c in cur]
+                tags = to_iob2(tags) if normalize else tags
             sentences.append(Sentence(tokens, tags, doc_id, start, cur))
             seen_doc_content = True
         cur = []

@@ -100,8 +100,7 @@ def entity_errors(y_true: Tags, y_pred: Tags, examples: int = 5) -> dict:
 
     for i, (t, p) in enumerate(zip(y_true, y_pred)):
         gold, pred = set(spans(t)), set(spans(p))
-        for g in gold & pred:
-            counts["correct"] += 1
+        counts["correct"] += len(gold & pred)
         for q in pred - gold:
             over = [g for g in gold if g[1] <= q[2] and q[1] <= g[2]]
             if not over:

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from nerbook.align import WindowConfig, encode_windows
 from nerbook.batching import MODEL_INPUTS, LengthGroupedBatchSampler, token_collator
 from nerbook.data import tag_names
-from nerbook.metrics import entity_scores
+from nerbook.metrics import entity_scores, token_scores
 from nerbook.model import save_checkpoint
 from nerbook.notebook import seed_everything
 from nerbook.predict import Tagger
@@ -114,13 +114,18 @@ def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: in
 
 
 def evaluate(model, tokenizer, dataset: datasets.Dataset, cfg: TrainConfig | None = None,
-             device: str | None = None, precision: str = "fp32") -> dict:
-    """Entity-level scores of ``model`` on a labelled dataset (on words, conlleval rules)."""
+             device: str | None = None, precision: str = "fp32", token_level: bool = False) -> dict:
+    """Entity-level scores of ``model`` on a labelled dataset (on words, conlleval rules);
+    with ``token_level``, the per-tag report too (under ``token_level``), for contrast."""
     cfg = cfg or TrainConfig()
     tagger = Tagger(model, tokenizer, cfg.max_length, cfg.stride, cfg.doc_context,
                     batch_size=cfg.eval_batch_size, device=device, precision=precision)
     pred, _ = tagger.predict_dataset(dataset)
-    return entity_scores(tag_names(dataset), pred)
+    gold = tag_names(dataset)
+    scores = entity_scores(gold, pred)
+    if token_level:
+        scores["token_level"] = token_scores(gold, pred)
+    return scores
 
 
 def _loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig) -> tuple[DataLoader, LengthGroupedBatchSampler]:

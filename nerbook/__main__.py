@@ -1,0 +1,7 @@
+"""``python -m nerbook`` is the ``nerbook`` command."""
+
+import sys
+
+from nerbook.cli import main
+
+sys.exit(main())

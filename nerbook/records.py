@@ -1,0 +1,101 @@
+"""Benchmark and training records with provenance (chapter "Results").
+
+Every number on the results page comes from a JSON record written by ``nerbook train --record``
+or ``nerbook bench --record``. A record says what produced it: the command, the date, the
+hardware, the library versions and the sha256 of the data files, so that a reader can rerun it.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+#: Keys every record must carry (a test checks the committed records).
+PROVENANCE_KEYS = ("command", "date", "hardware", "versions", "data")
+
+
+def hardware() -> dict:
+    """CPU model and cores, and the GPU if there is one."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+    return info
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("nerbook", "torch", "transformers", "datasets", "accelerate", "tokenizers", "seqeval"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def data_hashes(paths: Sequence[str | os.PathLike]) -> dict:
+    """sha256 of each data file (of train/valid/test.txt in a folder), by file name."""
+    from nerbook.model import sha256_file
+
+    out = {}
+    for p in paths:
+        p = Path(p)
+        files = [p / n for n in ("train.txt", "valid.txt", "test.txt")] if p.is_dir() else [p]
+        for f in files:
+            if f.is_file():
+                out[f.name] = sha256_file(f)
+    return out
+
+
+def provenance(data: Sequence[str | os.PathLike] = (), command: Sequence[str] | None = None) -> dict:
+    """The provenance block of a record."""
+    argv = list(command) if command is not None else ["nerbook", *sys.argv[1:]]
+    return {
+        "command": " ".join(argv),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "hardware": hardware(),
+        "versions": versions(),
+        "data": data_hashes(data),
+    }
+
+
+def write_record(path: str | os.PathLike, result: dict, data: Sequence[str | os.PathLike] = (),
+                 kind: str = "train", command: Sequence[str] | None = None) -> Path:
+    """Write ``result`` with its provenance as a JSON record."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"kind": kind, **provenance(data, command), "result": result}
+    path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    return path
+
+
+def missing_provenance(record: dict) -> list[str]:
+    """Provenance keys a record lacks or leaves empty (``data`` may not be empty either)."""
+    return [k for k in PROVENANCE_KEYS if not record.get(k)]
+
+
+def load_records(folder: str | os.PathLike) -> list[dict]:
+    """All JSON records in a folder, each with its file name under ``_file``."""
+    out = []
+    for f in sorted(Path(folder).glob("*.json")):
+        rec = json.loads(f.read_text())
+        rec["_file"] = f.name
+        out.append(rec)
+    return out

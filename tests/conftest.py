@@ -1,0 +1,51 @@
+"""Shared fixtures: small synthetic CoNLL data and a tiny trained checkpoint (offline, seeded)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def synth():
+    from nerbook.synthetic import synthetic_conll
+
+    return synthetic_conll(n_train=600, n_valid=150, n_test=150, seed=0)
+
+
+@pytest.fixture(scope="session")
+def conll_dir(tmp_path_factory, synth):
+    """A folder with train.txt/valid.txt/test.txt written from the synthetic data."""
+    from nerbook.data import tag_names, write_conll
+
+    d = tmp_path_factory.mktemp("conll")
+    for split, ds in synth.items():
+        write_conll(d / f"{split}.txt", ds["tokens"], tag_names(ds), doc_ids=ds["doc_id"])
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(synth):
+    from nerbook.model import train_wordpiece
+
+    return train_wordpiece(synth["train"]["tokens"])
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory, synth):
+    """A tiny BERT trained briefly on the synthetic data, saved as a nerbook checkpoint."""
+    from nerbook.data import schema_of
+    from nerbook.model import load_model
+    from nerbook.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    model, tok = load_model("tiny", schema_of(synth["train"]), texts=synth["train"]["tokens"])
+    train(model, tok, synth["train"], synth["valid"],
+          TrainConfig(epochs=2, batch_size=32, lr=3e-3, progress=False, max_length=64, stride=16),
+          out_dir=out)
+    return out / "best"

@@ -84,13 +84,16 @@ def spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return [(t, s, e) for t, s, e in get_entities(list(tags))]
 
 
+ERROR_KINDS = ("correct", "type", "boundary", "boundary+type", "spurious", "missed")
+
+
 def entity_errors(y_true: Tags, y_pred: Tags, examples: int = 5) -> dict:
     """Sort every mistake into ``type`` (same span, wrong type), ``boundary`` (overlapping span,
     right type), ``boundary+type``, ``spurious`` (predicted, overlaps nothing) and ``missed``
     (gold, overlaps no prediction). Returns counts and a few examples of each.
     """
     _check(y_true, y_pred)
-    counts: Counter = Counter()
+    counts: Counter = Counter({k: 0 for k in ERROR_KINDS})
     found: dict[str, list] = {}
 
     def add(kind: str, sent: int, gold, pred) -> None:

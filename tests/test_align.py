@@ -1,0 +1,126 @@
+"""nerbook.align and nerbook.batching: first-subword labels, windows, merging, batches."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nerbook.align import (
+    IGNORE_INDEX,
+    WindowConfig,
+    align_word_labels,
+    encode_windows,
+    merge_windows,
+    naive_encode,
+    require_fast_tokenizer,
+    window_spans,
+    word_pieces,
+)
+from nerbook.batching import LengthGroupedBatchSampler, padded_tokens, token_collator
+from nerbook.data import CONLL2003, Sentence, sentences_to_dataset
+
+
+def test_align_word_labels_first_subword_only():
+    # [CLS] New York ##er [SEP]  -> words 0, 1 (two pieces)
+    assert align_word_labels([None, 0, 1, 1, None], [5, 6]) == [IGNORE_INDEX, 5, 6, IGNORE_INDEX, IGNORE_INDEX]
+
+
+def test_encode_windows_labels_match_word_ids(tiny_tokenizer, synth):
+    ds = synth["train"].select(range(50))
+    win = encode_windows(ds, tiny_tokenizer, WindowConfig(128, 32))
+    for row in win:
+        sent = row["sentence"]
+        enc = tiny_tokenizer(ds[sent]["tokens"], is_split_into_words=True)
+        assert row["input_ids"] == enc["input_ids"]
+        assert row["labels"] == align_word_labels(enc.word_ids(), ds[sent]["ner_tags"])
+        assert row["labels"][0] == IGNORE_INDEX and row["labels"][-1] == IGNORE_INDEX
+
+
+def test_naive_encoding_shifts_labels_and_labels_padding(tiny_tokenizer, synth):
+    ex = synth["train"][1]
+    naive = naive_encode(ex["tokens"], ex["ner_tags"], tiny_tokenizer, 128)
+    assert len(naive["labels"]) == 128
+    good = encode_windows(synth["train"].select([1]), tiny_tokenizer)[0]["labels"]
+    assert naive["labels"][0] == ex["ner_tags"][0]  # the [CLS] position got the first word's label
+    assert naive["labels"][len(good):] == [0] * (128 - len(good))  # padding labelled O
+    assert naive["labels"][: len(good)] != good
+
+
+def test_window_spans_cover_and_overlap():
+    lengths = [1, 2, 3, 1, 1, 2, 4, 1, 1, 1] * 10
+    spans = window_spans(lengths, budget=12, stride=4)
+    covered = set()
+    for s, e in spans:
+        assert sum(lengths[s:e]) <= 12
+        covered.update(range(s, e))
+    assert covered == set(range(len(lengths)))
+    assert all(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1))  # overlapping
+    assert window_spans([50, 1], budget=10, stride=2) == [(0, 1), (1, 2)]  # over-long word alone
+
+
+def test_long_sentence_every_word_once(tiny_tokenizer):
+    words = [f"Word{i}" for i in range(500)]
+    ds = sentences_to_dataset([Sentence(words, ["O"] * 500, 0, 0)], CONLL2003)
+    win = encode_windows(ds, tiny_tokenizer, WindowConfig(64, 16))
+    assert len(win) > 5
+    assert all(len(ids) <= 64 for ids in win["input_ids"])
+    merged = merge_windows(win["sentence"], win["word_index"], [500],
+                           [[(k, p) for p in range(len(ids))] for k, ids in enumerate(win["input_ids"])])
+    assert len(merged[0]) == 500
+    # each word's value comes from a window in which the word really is
+    for w, (k, p) in enumerate(merged[0]):
+        assert win[k]["word_index"][p] == w
+
+
+def test_merge_raises_when_a_word_is_missing():
+    with pytest.raises(RuntimeError, match="got no prediction"):
+        merge_windows([0], [[-1, 0, -1]], [2], [[None, 1, None]])
+
+
+def test_doc_context_labels_only_target(tiny_tokenizer, synth):
+    ds = synth["train"].select(range(30))
+    plain = encode_windows(ds, tiny_tokenizer, WindowConfig(128, 32))
+    ctx = encode_windows(ds, tiny_tokenizer, WindowConfig(128, 32, doc_context=True))
+    assert len(plain) == len(ctx)
+    longer = 0
+    for a, b in zip(plain, ctx):
+        assert [x for x in a["labels"] if x != IGNORE_INDEX] == [x for x in b["labels"] if x != IGNORE_INDEX]
+        assert len(b["input_ids"]) <= 128
+        longer += len(b["input_ids"]) > len(a["input_ids"])
+    assert longer > 20
+
+
+def test_word_dropped_by_tokenizer_gets_unk(tiny_tokenizer):
+    pieces = word_pieces(tiny_tokenizer, [["a", "\u200b", "b"]])
+    assert pieces[0][1] == [tiny_tokenizer.unk_token_id]
+
+
+def test_slow_tokenizer_is_refused():
+    class Slow:
+        is_fast = False
+
+    with pytest.raises(TypeError, match="fast tokenizer"):
+        require_fast_tokenizer(Slow())
+
+
+def test_length_grouped_sampler():
+    lengths = [(i * 37) % 100 + 1 for i in range(1000)]
+    s = LengthGroupedBatchSampler(lengths, 16, seed=3)
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert batches == list(LengthGroupedBatchSampler(lengths, 16, seed=3))
+    s.set_epoch(1)
+    assert list(s) != batches
+    random_order = LengthGroupedBatchSampler(lengths, 16, seed=3, mega=1)
+    assert padded_tokens(lengths, batches) < 0.7 * padded_tokens(lengths, list(random_order))
+    assert len(s) == len(batches) == 63
+
+
+def test_collator_pads_labels_with_ignore(tiny_tokenizer, synth):
+    win = encode_windows(synth["train"].select(range(8)), tiny_tokenizer)
+    batch = token_collator(tiny_tokenizer)(win.select_columns(["input_ids", "attention_mask", "labels"]).to_list())
+    lengths = [len(x) for x in win["input_ids"]]
+    assert batch["input_ids"].shape == (8, max(lengths))
+    short = lengths.index(min(lengths))
+    assert torch.all(batch["labels"][short, min(lengths):] == IGNORE_INDEX)
+    assert torch.all(batch["attention_mask"][short, min(lengths):] == 0)

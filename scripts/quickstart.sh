@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Set up, build and test "Why ChatGPT wins" on a fresh machine (the README's Quickstart).
+#
+#   bash scripts/quickstart.sh book   # build the book (every notebook executed) into _build/html
+#   bash scripts/quickstart.sh test   # run the whole test suite, notebooks included (nbval)
+#
+# Each command creates the virtual environment .venv (reused when present; override with
+# NERBOOK_VENV=DIR and PYTHON=python3.11), installs torch==2.13.0 first, then nerbook with the
+# pinned versions of constraints.txt, and runs offline (HF_HUB_OFFLINE=1) unless
+# NERBOOK_PROFILE=full. Extra arguments go to jupyter-book or pytest.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+usage() {
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+TORCH_VERSION=2.13.0
+VENV=${NERBOOK_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+setup_venv() {  # $1: the extra to install (book or dev)
+    local extra=$1
+    if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+        echo "quickstart: creating $VENV with $("$PYTHON" --version 2>&1)"
+        "$PYTHON" -m venv "$VENV"
+    fi
+    # shellcheck disable=SC1091
+    source "$VENV/bin/activate"
+    # Reinstall only when what we install changed (pyproject.toml, constraints.txt, the extra).
+    local stamp="$VENV/.nerbook-$extra.stamp" want
+    want="$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16) torch==$TORCH_VERSION"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        echo "quickstart: $VENV is up to date (.[${extra}])"
+        return
+    fi
+    # torch first, as a plain pip install of the exact version, so that nothing below pulls in
+    # another build of it.
+    python -m pip install "torch==$TORCH_VERSION"
+    python -m pip install -c constraints.txt -e ".[$extra]"
+    python -m pip check
+    python -c "import torch, sys; v = torch.__version__.split('+')[0]; \
+sys.exit(0 if v == '$TORCH_VERSION' else f'torch {torch.__version__} installed, want $TORCH_VERSION')"
+    echo "$want" > "$stamp"
+}
+
+offline_unless_full() {
+    if [[ "${NERBOOK_PROFILE:-offline}" != "full" ]]; then
+        export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+    fi
+    export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+}
+
+cmd=${1:-}
+[[ $# -gt 0 ]] && shift
+case "$cmd" in
+    book)
+        setup_venv book
+        offline_unless_full
+        # --all re-reads every page, so that a warning from a page unchanged since the last
+        # build still fails this one (notebook outputs stay cached in _build/.jupyter_cache,
+        # keyed on the code). -W: any warning fails; --keep-going: report them all first.
+        jupyter-book build --all . -W --keep-going "$@"
+        test -s _build/html/index.html
+        echo "quickstart: the book is in _build/html/index.html"
+        ;;
+    test)
+        setup_venv dev
+        offline_unless_full
+        python -m pytest "$@"
+        ;;
+    -h | --help | help)
+        usage
+        ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+esac

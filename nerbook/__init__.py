@@ -9,9 +9,13 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.train`     the training loop (accelerate, AdamW, warm-up, early stopping)
 - :mod:`nerbook.metrics`   entity-level (conlleval) and token-level scores
 - :mod:`nerbook.predict`   words or raw text -> entity spans
+- :mod:`nerbook.synthetic` seeded synthetic CoNLL-style data (offline profile)
+- :mod:`nerbook.pretrain`  tiny causal-LM and masked-LM pretraining
 - :mod:`nerbook.attention` scaled dot-product attention from scratch
 - :mod:`nerbook.losses`    cross-entropy and its gradient by hand
 - :mod:`nerbook.viz`       plots and HTML rendering
+- :mod:`nerbook.bench`     benchmarks against the naive loop, Trainer and pipeline
+- :mod:`nerbook.records`   provenance records of runs and benchmarks
 - :mod:`nerbook.cli`       ``nerbook train|evaluate|predict|bench``
 
 Submodules are imported on first use so that ``import nerbook`` stays cheap.
@@ -28,7 +32,7 @@ from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
     "align", "attention", "batching", "bench", "cli", "data", "losses", "metrics", "model",
-    "notebook", "predict", "train", "viz",
+    "notebook", "predict", "pretrain", "records", "synthetic", "train", "viz",
 }
 
 __all__ = ["Profile", "__version__", "setup_notebook", *sorted(_SUBMODULES)]

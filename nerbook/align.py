@@ -133,9 +133,10 @@ def encode_windows(dataset: datasets.Dataset, tokenizer, config: WindowConfig = 
     if config.stride >= budget:
         raise ValueError(f"stride ({config.stride}) must be smaller than max_length minus special "
                          f"tokens ({budget})")
-    tokens = dataset["tokens"]
-    tags = dataset["ner_tags"] if "ner_tags" in dataset.column_names else [[0] * len(t) for t in tokens]
-    doc_ids = dataset["doc_id"] if "doc_id" in dataset.column_names else list(range(len(tokens)))
+    cols = dataset.to_dict()  # plain lists: indexing a datasets Column reads Arrow at every access
+    tokens = cols["tokens"]
+    tags = cols["ner_tags"] if "ner_tags" in cols else [[0] * len(t) for t in tokens]
+    doc_ids = cols["doc_id"] if "doc_id" in cols else list(range(len(tokens)))
     pieces = word_pieces(tokenizer, tokens)
     flat = [[t for p in ps for t in p] for ps in pieces]
 

@@ -99,7 +99,7 @@ class Tagger:
         """(label id, probability) at every labelled position of every window."""
         self.model.eval()
         rows = windows.select_columns(["input_ids", "attention_mask"]).to_list()
-        word_index = windows["word_index"]
+        word_index = windows.select_columns(["word_index"]).to_dict()["word_index"]  # lists, not Arrow
         out: list[list] = [[] for _ in rows]
         sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in rows], self.batch_size,
                                             shuffle=False)
@@ -120,7 +120,8 @@ class Tagger:
         """Tags and probabilities for every word of every sentence of a dataset."""
         windows = encode_windows(dataset, self.tokenizer, self.window)
         values = self._window_predictions(windows)
-        merged = merge_windows(windows["sentence"], windows["word_index"],
+        cols = windows.select_columns(["sentence", "word_index"]).to_dict()
+        merged = merge_windows(cols["sentence"], cols["word_index"],
                                [len(t) for t in dataset["tokens"]], values)
         names = self.schema.names
         tags = [[names[i] for i, _ in sent] for sent in merged]

@@ -77,6 +77,10 @@ def name_pools(seed: int = 0, locales: tuple[str, ...] = LOCALES, per_locale: in
     from faker import Faker
 
     fake = Faker(list(locales))
+    for loc in locales:  # it_IT builds its city list from a set: its order follows the hash seed
+        for provider in fake[loc].providers:
+            if isinstance(getattr(provider, "cities", None), list):
+                provider.cities = sorted(provider.cities)
     fake.seed_instance(seed)
     raw: dict[str, set[str]] = {"PER": set(), "ORG": set(), "LOC": set(), "NAT": set(_DEMONYMS),
                                 "EVENT": set()}

@@ -1,7 +1,8 @@
 """The training loop (chapter "The fine-tuning recipe", "Fine-tuning and evaluation").
 
-One readable loop, top to bottom: windows with aligned labels, length-grouped batches with
-dynamic padding, AdamW with decoupled weight decay (none on biases and LayerNorm), linear
+One readable loop, top to bottom: windows with aligned labels, random batches packed into rows
+without padding (length-grouped batches with dynamic padding for non-BERT models), AdamW
+with decoupled weight decay (none on biases and LayerNorm), linear
 warm-up then decay, gradient clipping, mixed precision and gradient accumulation through
 ``accelerate`` (which also runs it on several GPUs under ``accelerate launch``), evaluation on
 the dev set after every epoch, early stopping on dev entity F1, and the best checkpoint saved
@@ -22,7 +23,13 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nerbook.align import WindowConfig, encode_windows
-from nerbook.batching import MODEL_INPUTS, LengthGroupedBatchSampler, token_collator
+from nerbook.batching import (
+    MODEL_INPUTS,
+    LengthGroupedBatchSampler,
+    PackingCollator,
+    real_tokens,
+    token_collator,
+)
 from nerbook.data import tag_names
 from nerbook.metrics import entity_scores, token_scores
 from nerbook.model import save_checkpoint
@@ -57,6 +64,7 @@ class TrainConfig:
     fused: bool | None = None  # fused AdamW; None = where torch supports it
     freeze_encoder: bool = False  # train the classifier head only
     progress: bool = True
+    packing: bool = True  # pack random batches into rows (BERT models; else length grouping)
 
 
 @dataclass
@@ -89,6 +97,16 @@ def resolve_precision(requested: str, device: str) -> str:
     return "no"
 
 
+def _reset_accelerate_precision(precision: str) -> None:
+    """Let a second run in the same process use another precision: accelerate keeps its state
+    (and its mixed precision) per process and refuses a change. The process group is kept."""
+    from accelerate.state import AcceleratorState
+
+    state = AcceleratorState._shared_state
+    if state and state.get("_mixed_precision", precision) != precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Decay matrices (weights, embeddings); leave vectors (biases, LayerNorm) undecayed."""
     decay, no_decay = [], []
@@ -104,9 +122,14 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> tor
     return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=fused or None)
 
 
-def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int):
-    """Learning rate rising linearly for ``warmup`` steps, then falling linearly to 0."""
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int, every: int = 1):
+    """Learning rate rising linearly for ``warmup`` steps, then falling linearly to 0.
+
+    ``every``: scheduler calls per optimizer step (accelerate calls a prepared scheduler once per
+    process at every step, so that is the number of processes under ``accelerate launch``).
+    """
     def factor(step: int) -> float:
+        step //= every
         if step < warmup:
             return (step + 1) / max(1, warmup)
         return max(0.0, (total - step) / max(1, total - warmup))
@@ -128,12 +151,14 @@ def evaluate(model, tokenizer, dataset: datasets.Dataset, cfg: TrainConfig | Non
     return scores
 
 
-def _loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig) -> tuple[DataLoader, LengthGroupedBatchSampler]:
+def _loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig,
+            packer: PackingCollator | None = None) -> tuple[DataLoader, LengthGroupedBatchSampler]:
+    """Random batches packed by ``packer`` (no padding), else length-grouped padded batches."""
     rows = windows.select_columns([c for c in MODEL_INPUTS if c in windows.column_names]).to_list()
     sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in rows], cfg.batch_size,
-                                        seed=cfg.seed, mega=50 if cfg.group_by_length else 1,
+                                        seed=cfg.seed, mega=50 if cfg.group_by_length and packer is None else 1,
                                         shuffle=True)
-    return DataLoader(rows, batch_sampler=sampler, collate_fn=token_collator(tokenizer)), sampler
+    return DataLoader(rows, batch_sampler=sampler, collate_fn=packer or token_collator(tokenizer)), sampler
 
 
 def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Dataset | None = None,
@@ -151,6 +176,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     seed_everything(cfg.seed, deterministic=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(cfg.mixed_precision, device)
+    _reset_accelerate_precision(precision)
     acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
     device = acc.device.type
 
@@ -161,11 +187,12 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
 
     window = WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context)
     windows = encode_windows(train_ds, tokenizer, window)
-    loader, sampler = _loader(windows, tokenizer, cfg)
+    packer = PackingCollator.for_model(model, tokenizer) if cfg.packing else None
+    loader, _ = _loader(windows, tokenizer, cfg, packer)
     optimizer = make_optimizer(model, cfg, device)
     steps_per_epoch = math.ceil(len(loader) / acc.num_processes / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
-    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total, every=acc.num_processes)
     model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
 
     result = TrainResult(out_dir=str(out_dir) if out_dir else None)
@@ -180,7 +207,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     step = steps_per_epoch * start_epoch
     t_start = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
-        sampler.set_epoch(epoch)
+        loader.set_epoch(epoch)  # the prepared loader keeps its own epoch count: set it, or a resume restarts at 0
         torch.manual_seed(cfg.seed + epoch)  # dropout masks: the same after a resume
         model.train()
         t0 = time.perf_counter()
@@ -200,7 +227,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
                 optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach()
             loss_count += 1
-            real += batch["attention_mask"].sum()
+            real += real_tokens(batch, tokenizer.pad_token_id)
             computed += batch["input_ids"].numel()
             if acc.sync_gradients:
                 step += 1
@@ -247,7 +274,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
             break
     result.train_seconds = time.perf_counter() - t_start
     acc.wait_for_everyone()
-    final = acc.unwrap_model(model)
+    final = acc.unwrap_model(model, keep_fp32_wrapper=False)  # no autocast left: predicts like a reloaded checkpoint
     if out is not None and (out / "best").is_dir():
         from safetensors.torch import load_file
 

@@ -1,0 +1,200 @@
+"""Plots and HTML rendering for the NER chapters (chapter "Fine-tuning and evaluation").
+
+- :func:`plot_history`  training loss and dev F1 curves of a :func:`nerbook.train.train` run
+- :func:`plot_confusion`  a word-level confusion matrix (from :func:`nerbook.metrics.confusion`)
+- :func:`render_entities_html`  words with tags, or text with entity spans, as highlighted HTML
+
+Every piece of text that reaches the HTML (words, entity types) goes through
+:func:`html.escape`, so a ``<script>`` typed into a demo box is shown, never run.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+__all__ = ["EntityHTML", "entity_color", "plot_confusion", "plot_history", "render_entities_html"]
+
+#: Background colours of the CoNLL entity types (other types get one from the fallback list).
+TYPE_COLORS = {"PER": "#fde68a", "ORG": "#bfdbfe", "LOC": "#bbf7d0", "MISC": "#e9d5ff"}
+_FALLBACK_COLORS = ("#fecaca", "#fed7aa", "#a5f3fc", "#d9f99d", "#fbcfe8", "#e5e7eb")
+#: Line colours of the same types in plots (saturated versions of the backgrounds).
+_LINE_COLORS = {"PER": "#d97706", "ORG": "#2563eb", "LOC": "#16a34a", "MISC": "#9333ea"}
+
+
+def plot_history(history: Mapping[str, Any], title: str | None = None) -> Figure:
+    """Two panels: the training loss against the step, and dev entity F1 after each epoch.
+
+    ``history`` is ``TrainResult.history`` from :func:`nerbook.train.train`: ``steps`` (dicts
+    with ``step`` and ``loss``, logged every ``log_every`` steps) and ``epochs`` (dicts with
+    ``step``, ``train_loss`` and, when there was a dev set, ``dev_f1`` and ``dev_per_type``).
+    The loss panel shows the logged loss, a running mean since the start of the epoch (line),
+    and each epoch's mean loss (dots);
+    the F1 panel shows overall dev F1 (thick line) and the F1 of each type (thin lines).
+
+    Chapter: Fine-tuning and evaluation.
+    """
+    import matplotlib.pyplot as plt
+
+    steps = list(history.get("steps", []))
+    epochs = list(history.get("epochs", []))
+    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(11, 3.6))
+    if steps:
+        ax_loss.plot([s["step"] for s in steps], [s["loss"] for s in steps], "-", color="C0",
+                     label="mean loss since the epoch began")
+    if epochs:
+        ax_loss.plot([e["step"] for e in epochs], [e["train_loss"] for e in epochs], "o", color="C1",
+                     label="mean loss of the epoch")
+    ax_loss.set(xlabel="optimizer step", ylabel="training loss (cross-entropy)", title="loss")
+    ax_loss.set_ylim(bottom=0)
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend()
+
+    scored = [e for e in epochs if "dev_f1" in e]
+    x = [e["epoch"] for e in scored]
+    if scored:
+        ax_f1.plot(x, [e["dev_f1"] for e in scored], "o-", lw=2.5, color="k", label="all types")
+        types = sorted({t for e in scored for t in e.get("dev_per_type", {})})
+        for typ in types:
+            ax_f1.plot(x, [e.get("dev_per_type", {}).get(typ, float("nan")) for e in scored], ".--",
+                       lw=1, color=_LINE_COLORS.get(typ), label=typ)
+        ax_f1.set_xticks(x)
+        ax_f1.legend(fontsize=8)
+    else:
+        ax_f1.text(0.5, 0.5, "no dev set", ha="center", va="center", transform=ax_f1.transAxes)
+    ax_f1.set(xlabel="epoch", ylabel="dev entity F1", title="dev entity F1 (conlleval)", ylim=(0, 1.02))
+    ax_f1.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(matrix: Any, labels: Sequence[str], normalize: bool = True,
+                   title: str | None = None) -> Figure:
+    """Heatmap of a confusion matrix: row = gold tag, column = predicted tag.
+
+    ``matrix[i][j]`` counts the words tagged ``labels[i]`` and predicted ``labels[j]`` (as
+    returned by :func:`nerbook.metrics.confusion`). Each cell shows its count; with
+    ``normalize`` the colours are row fractions, so that the rare entity tags are as visible as
+    ``O`` (rows without words stay blank).
+
+    Chapter: Fine-tuning and evaluation.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    m = np.asarray(matrix, dtype=float)
+    if m.shape != (len(labels), len(labels)):
+        raise ValueError(f"a {m.shape} matrix for {len(labels)} labels")
+    if normalize:
+        rows = m.sum(1, keepdims=True)
+        colours = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    else:
+        colours = m
+    size = 1.6 + 0.55 * len(labels)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    im = ax.imshow(colours, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(1.0, m.max()))
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=8,
+                    color="white" if colours[i, j] > 0.6 * (1.0 if normalize else m.max()) else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted tag")
+    ax.set_ylabel("gold tag")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                 label="fraction of the gold row" if normalize else "words")
+    ax.set_title(title or "confusion matrix (words)")
+    fig.tight_layout()
+    return fig
+
+
+def entity_color(typ: str) -> str:
+    """The background colour of an entity type (fixed for PER/ORG/LOC/MISC, stable otherwise).
+
+    Chapter: Fine-tuning and evaluation.
+    """
+    if typ in TYPE_COLORS:
+        return TYPE_COLORS[typ]
+    return _FALLBACK_COLORS[sum(typ.encode("utf-8")) % len(_FALLBACK_COLORS)]
+
+
+class EntityHTML(str):
+    """HTML text that Jupyter displays as HTML (it has ``_repr_html_``) and that is a ``str``.
+
+    Chapter: Fine-tuning and evaluation.
+    """
+
+    def _repr_html_(self) -> str:
+        return str(self)
+
+
+def _mark(text: str, typ: str) -> str:
+    return (f'<mark style="background:{entity_color(typ)};padding:0.1em 0.35em;margin:0 0.1em;'
+            f'border-radius:0.35em;line-height:1">{html.escape(text)}'
+            f'<span style="font-size:0.7em;font-weight:bold;margin-left:0.4em;'
+            f'vertical-align:middle">{html.escape(typ)}</span></mark>')
+
+
+def _char_spans(entities: Sequence[Any]) -> list[tuple[str, int, int]]:
+    out = []
+    for e in entities:
+        if isinstance(e, Mapping):
+            out.append((str(e["type"]), int(e["start"]), int(e["end"])))
+        else:  # nerbook.predict.Entity or anything with type/start/end
+            out.append((str(e.type), int(e.start), int(e.end)))
+    return out
+
+
+def render_entities_html(words_or_text: str | Sequence[str],
+                         entities_or_tags: Sequence[Any]) -> EntityHTML:
+    """Highlight entities in HTML, escaping every word and type with :func:`html.escape`.
+
+    Two forms:
+
+    - ``render_entities_html(words, tags)``: a list of words and one IOB2 tag per word (or
+      a list of ``(type, first word, last word)`` spans); words are joined by spaces.
+    - ``render_entities_html(text, entities)``: raw text and entities with character offsets
+      (``nerbook.predict.Entity`` objects, or dicts with ``type``, ``start``, ``end``), as
+      ``Tagger.predict_text`` returns them.
+
+    Entities must not overlap. Returns an :class:`EntityHTML` (a ``str`` Jupyter shows as HTML).
+
+    Chapter: Fine-tuning and evaluation.
+    """
+    parts: list[str] = []
+    if isinstance(words_or_text, str):
+        text = words_or_text
+        pos = 0
+        for typ, start, end in sorted(_char_spans(entities_or_tags), key=lambda s: s[1]):
+            if not 0 <= start < end <= len(text) or start < pos:
+                raise ValueError(f"entity {typ} [{start}, {end}) is out of the text or overlaps another")
+            parts += [html.escape(text[pos:start]), _mark(text[start:end], typ)]
+            pos = end
+        parts.append(html.escape(text[pos:]))
+    else:
+        words = list(words_or_text)
+        items = list(entities_or_tags)
+        if items and all(isinstance(t, str) for t in items):
+            if len(items) != len(words):
+                raise ValueError(f"{len(words)} words but {len(items)} tags")
+            from nerbook.metrics import spans
+
+            found = spans(items)
+        else:
+            found = [(str(t), int(s), int(e)) for t, s, e in items]
+        w = 0
+        for typ, first, last in sorted(found, key=lambda s: s[1]):
+            if not w <= first <= last < len(words):
+                raise ValueError(f"entity {typ} words [{first}, {last}] is out of range or overlaps another")
+            parts += [html.escape(x) + " " for x in words[w:first]]
+            parts.append(_mark(" ".join(words[first:last + 1]), typ) + " ")
+            w = last + 1
+        parts += [html.escape(x) + " " for x in words[w:]]
+    body = "".join(parts).rstrip(" ")
+    return EntityHTML(f'<div class="nerbook-entities" style="line-height:2.2">{body}</div>')

@@ -1,0 +1,225 @@
+"""nerbook bench: the plumbing (JSON shape, contenders, ratios, token counts, agreement) with the
+tiny model on small synthetic CoNLL files. No timing is asserted: timings belong to the
+committed records (records/bench-*.json), measured on real data."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nerbook.bench import (
+    TRAIN_CONTENDERS,
+    MemoryMeter,
+    TokenCounter,
+    model_flops,
+    pipeline_word_tags,
+)
+from nerbook.cli import main
+
+N_TRAIN = 24
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from nerbook.data import tag_names, write_conll
+    from nerbook.synthetic import synthetic_conll
+
+    ds = synthetic_conll(N_TRAIN, 16, 0, seed=0, long_fraction=0.0)
+    d = tmp_path_factory.mktemp("bench_data")
+    for split in ("train", "valid"):
+        write_conll(d / f"{split}.txt", ds[split]["tokens"], tag_names(ds[split]), doc_ids=ds[split]["doc_id"])
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_tokenizer(files):
+    from nerbook.data import read_conll
+    from nerbook.model import train_wordpiece
+
+    return train_wordpiece(read_conll(files / "train.txt")["tokens"])
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(files, tmp_path_factory):
+    """A tiny model trained for one short epoch: enough to find some entities."""
+    from nerbook.data import read_conll, schema_of
+    from nerbook.model import load_model, save_checkpoint
+    from nerbook.train import TrainConfig, train
+
+    ds = read_conll(files / "train.txt")
+    model, tok = load_model("tiny", schema_of(ds), texts=ds["tokens"])
+    res = train(model, tok, ds, None, TrainConfig(epochs=2, batch_size=8, lr=3e-3, progress=False))
+    return save_checkpoint(res.model, tok, tmp_path_factory.mktemp("bench_ckpt"), {"max_length": 128, "stride": 32})
+
+
+def _json(capsys, argv) -> dict:
+    capsys.readouterr()
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_train_json(files, tmp_path, capsys):
+    """All contenders, in this process (fast); the JSON shape, ratios and token counts."""
+    record = tmp_path / "bench.json"
+    r = _json(capsys, ["bench", "train", "--train", str(files / "train.txt"), "--valid", str(files / "valid.txt"),
+                       "--model", "tiny", "--limit", str(N_TRAIN), "--batch-size", "8", "--epochs", "1",
+                       "--against", ",".join(TRAIN_CONTENDERS), "--threads", "1", "--no-isolate",
+                       "--json", "--record", str(record)])
+    assert set(r) == {"contenders", "setup"}
+    c = r["contenders"]
+    assert list(c) == ["nerbook", *TRAIN_CONTENDERS]
+    for entry in c.values():
+        for key in ("seconds", "tokens_per_s", "computed_tokens", "peak_mem_mb", "dev_f1", "ratio"):
+            assert key in entry
+        assert entry["seconds"] > 0 and entry["tokens_per_s"] > 0
+        assert 0.0 <= entry["dev_f1"] <= 1.0
+        assert entry["peak_mem_mb"] is None  # not each run's own without isolation
+        assert entry["ratio"] == pytest.approx(entry["seconds"] / c["nerbook"]["seconds"])
+        assert entry["computed_tokens"] >= entry["real_tokens"] > 0
+    assert c["nerbook"]["ratio"] == 1.0
+    assert c["seed"]["computed_tokens"] == N_TRAIN * 128  # every sentence padded to 128
+    assert c["nerbook"]["computed_tokens"] < c["trainer"]["computed_tokens"] < c["seed"]["computed_tokens"]
+    assert r["setup"]["n_train"] == N_TRAIN and r["setup"]["isolated"] is False
+    rec = json.loads(record.read_text())
+    assert rec["kind"] == "bench" and rec["result"]["contenders"].keys() == c.keys()
+    from nerbook.records import missing_provenance
+
+    assert missing_provenance(rec) == []
+
+
+def test_bench_train_isolated_repeats(files, capsys):
+    """Each run in a fresh process (the default): memory measured per run; repeats interleaved."""
+    r = _json(capsys, ["bench", "train", "--train", str(files / "train.txt"), "--model", "tiny",
+                       "--limit", "16", "--batch-size", "8", "--against", "seed", "--repeat", "2",
+                       "--threads", "1", "--no-eval", "--json"])
+    c = r["contenders"]
+    assert list(c) == ["nerbook", "seed"] and r["setup"]["isolated"] is True
+    assert all(len(e["runs"]) == 2 for e in c.values())
+    assert c["seed"]["seconds"] == min(run["seconds"] for run in c["seed"]["runs"])  # best of the repeats
+    assert c["seed"]["ratio"] == pytest.approx(c["seed"]["seconds"] / c["nerbook"]["seconds"])
+    assert c["seed"]["computed_tokens"] == 16 * 128
+    assert all(e["peak_mem_mb"] is not None and e["peak_mem_mb"] >= 0 for e in c.values())
+    assert c["nerbook"]["dev_f1"] is None
+
+
+def test_bench_predict_json(tiny_ckpt, files, capsys):
+    r = _json(capsys, ["bench", "predict", "--model", str(tiny_ckpt), "--data", str(files / "valid.txt"),
+                       "--against", "pipeline,pipeline-batched", "--no-isolate", "--json"])
+    c = r["contenders"]
+    assert list(c) == ["nerbook", "pipeline", "pipeline-batched"]
+    assert c["nerbook"]["agreement"] == 1.0 and c["nerbook"]["ratio"] == 1.0
+    for entry in c.values():
+        assert 0.0 <= entry["agreement"] <= 1.0
+        assert 0.0 <= entry["f1"] <= 1.0
+        assert entry["sentences_per_s"] > 0
+        assert entry["ratio"] == pytest.approx(entry["seconds"] / c["nerbook"]["seconds"])
+    assert r["setup"]["n_sentences"] == 16
+
+
+def test_unknown_contender_is_a_one_line_error(files, capsys):
+    assert main(["bench", "train", "--train", str(files / "train.txt"), "--model", "tiny",
+                 "--against", "deepspeed"]) == 2
+    assert "unknown contender" in capsys.readouterr().err
+
+
+def test_pipeline_spans_back_to_words():
+    words = ["John", "Smith", "visited", "U.S.", "-", "based", "Acme", "Acme"]
+    text = " ".join(words)
+    at = {w: text.index(w) for w in ("John", "U.S.", "Acme")}
+    ents = [{"entity_group": "PER", "start": 0, "end": 10},  # John Smith
+            {"entity_group": "LOC", "start": at["U.S."], "end": at["U.S."] + 1},  # only "u" of U.S.
+            {"entity_group": "ORG", "start": at["U.S."] + 2, "end": at["U.S."] + 3},  # inside a word: ignored
+            {"entity_group": "ORG", "start": at["Acme"], "end": at["Acme"] + 4},
+            {"entity_group": "ORG", "start": at["Acme"] + 5, "end": at["Acme"] + 9}]  # a second entity
+    assert pipeline_word_tags(words, ents) == ["B-PER", "I-PER", "O", "B-LOC", "O", "O", "B-ORG", "B-ORG"]
+    assert pipeline_word_tags(["a", "b"], []) == ["O", "O"]
+    # the pipeline cuts "P." into "p" and ".": "p" and ". simmons" are one entity on words
+    words = ["(", "P.", "Simmons", "4-38", ")"]
+    ents = [{"entity_group": "PER", "start": 2, "end": 3}, {"entity_group": "PER", "start": 3, "end": 12}]
+    assert pipeline_word_tags(words, ents) == ["O", "B-PER", "I-PER", "O", "O"]
+
+
+def test_token_counter_padded_and_packed(tiny_tokenizer):
+    from transformers import AutoModelForTokenClassification
+
+    from nerbook.batching import PackingCollator, token_collator
+    from nerbook.data import CONLL2003
+    from nerbook.model import tiny_config
+
+    cfg = tiny_config(len(tiny_tokenizer))
+    cfg.num_labels = len(CONLL2003)
+    model = AutoModelForTokenClassification.from_config(cfg)
+    rows = [{"input_ids": [2, 10 + i] + [11] * i + [3], "labels": [-100, 1] + [0] * i + [-100]} for i in range(5)]
+    lengths = [len(r["input_ids"]) for r in rows]
+    for collate in (token_collator(tiny_tokenizer), PackingCollator(tiny_tokenizer, row_length=8)):
+        counter = TokenCounter(model, tiny_tokenizer.pad_token_id)
+        model.train()
+        batch = collate(rows)
+        model(**batch)
+        model.eval()
+        model(**batch)  # not counted: evaluation
+        counter.remove()
+        t = counter.totals()
+        assert t["real_tokens"] == sum(lengths) and t["batches"] == 1
+        assert t["sum_len_sq"] == sum(n * n for n in lengths)
+        assert t["computed_tokens"] == batch["input_ids"].numel()
+    flops = model_flops(model, 100, 1000)
+    assert flops > 6 * 100 * sum(p.numel() for n, p in model.named_parameters() if "embeddings" not in n)
+
+
+def test_packing_computes_what_padding_computes(tiny_tokenizer):
+    """A packed batch (block-diagonal attention, positions restarting) gives the same logits at
+    every real position and the same loss as the padded batch."""
+    from transformers import AutoModelForTokenClassification
+
+    from nerbook.batching import PackingCollator, token_collator
+    from nerbook.data import CONLL2003
+    from nerbook.model import tiny_config
+
+    torch.manual_seed(0)
+    cfg = tiny_config(len(tiny_tokenizer))
+    cfg.num_labels = len(CONLL2003)
+    for impl in ("sdpa", "eager"):
+        cfg._attn_implementation = impl
+        model = AutoModelForTokenClassification.from_config(cfg).eval()
+        g = torch.Generator().manual_seed(1)
+        rows = []
+        for n in (3, 17, 5, 40, 9, 9, 2):
+            ids = torch.randint(5, len(tiny_tokenizer), (n,), generator=g).tolist()
+            rows.append({"input_ids": [2, *ids, 3], "attention_mask": [1] * (n + 2),
+                         "labels": [-100, *torch.randint(0, 9, (n,), generator=g).tolist(), -100]})
+        packer = PackingCollator.for_model(model, tiny_tokenizer, row_length=48)
+        assert packer is not None and packer.float_mask == (impl == "eager")
+        packed = packer([{k: v for k, v in r.items() if k != "attention_mask"} for r in rows])
+        padded = token_collator(tiny_tokenizer)(rows)
+        assert packed["input_ids"].shape[0] < len(rows)  # fewer rows
+        assert packed["input_ids"].numel() < padded["input_ids"].numel()  # less padding
+        with torch.no_grad():
+            a, b = model(**padded), model(**packed)
+        assert torch.allclose(a.loss, b.loss, atol=1e-5)
+        real_a = a.logits[padded["labels"] != -100].flatten().sort().values  # same values,
+        real_b = b.logits[packed["labels"] != -100].flatten().sort().values  # other order
+        assert torch.allclose(real_a, real_b, atol=1e-4)
+
+
+def test_packing_only_where_exact(tiny_tokenizer):
+    from nerbook.batching import PackingCollator
+
+    class Cfg:
+        model_type = "distilbert"
+        _attn_implementation = "sdpa"
+
+    class M:
+        config = Cfg()
+
+    assert PackingCollator.for_model(M(), tiny_tokenizer) is None
+
+
+def test_memory_meter_sees_an_allocation():
+    with MemoryMeter("cpu") as mem:
+        x = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+        x += 1
+    del x
+    assert mem.peak_mb is not None and mem.peak_mb >= 48

@@ -99,3 +99,43 @@ def load_records(folder: str | os.PathLike) -> list[dict]:
         rec["_file"] = f.name
         out.append(rec)
     return out
+
+
+def find_records(start: str | os.PathLike = ".") -> Path:
+    """The ``records/`` folder of the repository holding ``start`` (walking up to ``pyproject.toml``)."""
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "records").is_dir():
+            return folder / "records"
+    raise FileNotFoundError(f"no records/ folder next to a pyproject.toml above {here}")
+
+
+def train_row(record: dict) -> dict:
+    """One row of the results table for a ``nerbook train --record`` record."""
+    res, cfg = record["result"], record["result"]["config"]
+    epochs = res["epochs"]
+    dev = res.get("dev_scores") or {}
+    row = {"model": cfg["model"], "data": ", ".join(sorted(record["data"])),
+           "doc context": cfg["doc_context"], "epochs": len(epochs), "n train": res["n_train"],
+           "dev F1": res["dev_f1"]}
+    for typ, f1 in sorted(epochs[res["best_epoch"] - 1].get("dev_per_type", {}).items()):
+        row[f"F1 {typ}"] = f1
+    row["token accuracy"] = (dev.get("token_level") or {}).get("accuracy")
+    row["s / epoch"] = sum(e["seconds"] for e in epochs) / len(epochs)
+    row["hardware"] = record["hardware"].get("gpu") or f'{record["hardware"]["cpu"]} ({record["hardware"]["cores"]} cores)'
+    row["date"] = record["date"][:10]
+    return row
+
+
+def bench_rows(record: dict) -> list[dict]:
+    """Rows (one per contender) for a ``nerbook bench --record`` record."""
+    setup, rows = record["result"]["setup"], []
+    for name, c in record["result"]["contenders"].items():
+        row = {"task": setup["task"], "contender": name, "seconds": c["seconds"], "ratio": c["ratio"]}
+        if setup["task"] == "train":
+            row.update({"tokens/s": c["tokens_per_s"], "computed tokens": c["computed_tokens"],
+                        "padding share": c["padding_share"], "peak MB": c["peak_mem_mb"], "dev F1": c["dev_f1"]})
+        else:
+            row.update({k: c.get(k) for k in ("sentences_per_s", "agreement", "f1")})
+        rows.append(row)
+    return rows

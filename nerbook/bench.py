@@ -251,7 +251,10 @@ def load_bench_model(name: str, schema, texts, seed: int):
 
     from nerbook.model import offline_model_path
 
-    tokenizer = AutoTokenizer.from_pretrained(str(offline_model_path()), use_fast=True)
+    # the offline model's WordPiece vocabulary; NERBOOK_BENCH_TOKENIZER names a saved copy on a
+    # machine without the offline package (bench/gpu.sh)
+    folder = os.environ.get("NERBOOK_BENCH_TOKENIZER") or str(offline_model_path())
+    tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
     cfg = BertConfig(vocab_size=len(tokenizer), num_labels=len(schema), id2label=schema.id2label,
                      label2id=dict(schema.label2id))
     torch.manual_seed(seed)

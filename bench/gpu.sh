@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The GPU benchmark of the chapter "Making it fast", in one call on a GPU machine.
+#
+# A bert-base-cased-shaped model (BertConfig() defaults, random weights: speed does not need
+# pretrained ones, and the GPU machine has no network), CoNLL-2003 train, one epoch, batch 32:
+# nerbook against the seed loop. Reports seconds per epoch, real tokens/s and the model-FLOPs
+# utilisation against the card's dense bf16 peak, and writes a record for the results page.
+#
+#   bash bench/gpu.sh prepare DATA_DIR   # here: copy what the GPU machine lacks into .gpu/
+#   bash bench/gpu.sh run                # there (one call): install .gpu/, run, write the record
+#
+# "prepare" copies CoNLL-2003 train/valid (from DATA_DIR, never committed: .gpu/ is git-ignored),
+# the WordPiece tokenizer of the offline model and wheels of the packages the GPU image lacks
+# (datasets, seqeval and their own needs), so that "run" needs no network. "run" writes
+# records/bench-train-gpu-bert-base-conll2003.json, and a copy to $OUT when that is set.
+# Environment: LIMIT (sentences; default all), REPEAT (default 2), DEVICE (default cuda),
+# BATCH (default 32).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+STAGE=.gpu
+
+prepare() {
+    local data=${1:?usage: bench/gpu.sh prepare DATA_DIR (a folder with train.txt and valid.txt)}
+    mkdir -p "$STAGE/conll2003" "$STAGE/tokenizer" "$STAGE/whl"
+    cp "$data/train.txt" "$data/valid.txt" "$STAGE/conll2003/"
+    python - "$STAGE/tokenizer" <<'PY'
+import sys
+from transformers import AutoTokenizer
+from nerbook.model import offline_model_path
+AutoTokenizer.from_pretrained(str(offline_model_path())).save_pretrained(sys.argv[1])
+PY
+    # packages nerbook needs that the GPU image lacks (its torch, transformers, accelerate, pandas,
+    # pyarrow, xxhash, fsspec, huggingface-hub are used as they are)
+    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d "$STAGE/whl" datasets==5.2.0 dill multiprocess
+    python -m pip download -q --no-deps --no-binary=:all: -d "$STAGE/whl" seqeval==1.2.2
+    du -sh "$STAGE"
+    echo "now, on the GPU machine: bash bench/gpu.sh run   (carry: $STAGE)"
+}
+
+run() {
+    if [ -d "$STAGE/whl" ] && ! python3 -c "import datasets, seqeval" 2>/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site "$STAGE"/whl/*
+        export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
+    export NERBOOK_BENCH_TOKENIZER="$PWD/$STAGE/tokenizer" PYTHONUNBUFFERED=1
+    local device=${DEVICE:-cuda} record=records/bench-train-gpu-bert-base-conll2003.json
+    [ "$device" = cuda ] || record="${RECORD:-/tmp/bench-train-$device-check.json}"
+    command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    python3 -m nerbook bench train --train "$STAGE/conll2003/train.txt" --model bert-base-random \
+        ${LIMIT:+--limit "$LIMIT"} --batch-size "${BATCH:-32}" --epochs 1 --against seed \
+        --repeat "${REPEAT:-2}" --device "$device" --no-eval --record "$record"
+    if [ -n "${OUT:-}" ]; then cp "$record" "$OUT/"; fi
+}
+
+case "${1:-}" in
+    prepare) shift; prepare "$@" ;;
+    run) run ;;
+    *) echo "usage: bash bench/gpu.sh prepare DATA_DIR | run" >&2; exit 2 ;;
+esac

@@ -65,14 +65,16 @@ def cmd_train(args: argparse.Namespace) -> dict:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
-                      grad_accum=args.grad_accum, progress=not args.json)
+                      grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,
+                      freeze_word_embeddings=False if args.train_embeddings else None)
     res = train(model, tokenizer, train_ds, valid_ds, cfg, out_dir=args.out, resume_from=args.resume)
     best = str(Path(args.out) / "best")
     result = {"dev_f1": res.best_f1 if valid_ds is not None else None, "best_epoch": res.best_epoch,
-                    "stopped_early": res.stopped_early, "epochs": res.history["epochs"], "out": best,
-                  "train_seconds": res.train_seconds, "n_train": len(train_ds),
-                  "n_valid": len(valid_ds) if valid_ds is not None else 0, "model": args.model,
-                  "config": {k: v for k, v in vars(args).items() if k not in ("func", "show")}}
+              "stopped_early": res.stopped_early, "epochs": res.history["epochs"], "out": best,
+              "train_seconds": res.train_seconds, "trainable_parameters": res.trainable_parameters,
+              "n_train": len(train_ds),
+              "n_valid": len(valid_ds) if valid_ds is not None else 0, "model": args.model,
+              "config": {k: v for k, v in vars(args).items() if k not in ("func", "show")}}
     if res.model is not None and valid_ds is not None:
         from nerbook.train import evaluate
 
@@ -254,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--doc-context", action="store_true", help="fill windows with the document's neighbouring sentences")
     t.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
     t.add_argument("--patience", type=int, default=2, help="early stopping patience in epochs")
+    t.add_argument("--train-embeddings", action="store_true",
+                   help="also train the word embeddings (kept as pretrained by default; always trained for 'tiny')")
+    t.add_argument("--no-packing", dest="packing", action="store_false",
+                   help="length-grouped padded batches instead of random batches packed into rows")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=_positive(int), help="use the first N training sentences")
     t.add_argument("--resume", help="resume from OUT/last of an earlier run")

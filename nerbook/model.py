@@ -126,12 +126,17 @@ def train_wordpiece(texts: Iterable[Sequence[str]], vocab_size: int = 400, lower
 
 def tiny_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 2,
                 intermediate: int = 128, max_position: int = 512, **kwargs):
-    """A tiny BERT configuration (about 0.2M parameters plus the embeddings)."""
+    """A tiny BERT configuration (about 0.2M parameters plus the embeddings).
+
+    It is marked ``nerbook_tiny``: its small vocabulary starts random (or is pretrained here, in
+    chapter "Self-supervised pretraining"), so :func:`nerbook.train.train` trains its word
+    embeddings, where it keeps a large pretrained model's as they are.
+    """
     from transformers import BertConfig
 
     return BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
                       num_attention_heads=heads, intermediate_size=intermediate,
-                      max_position_embeddings=max_position, **kwargs)
+                      max_position_embeddings=max_position, nerbook_tiny=True, **kwargs)
 
 
 def _tiny_corpus() -> list[list[str]]:

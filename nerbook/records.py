@@ -47,7 +47,25 @@ def versions() -> dict:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
             out[pkg] = None
+    out["nerbook_commit"] = _git_commit()
     return out
+
+
+def _git_commit() -> str | None:
+    """The commit of the nerbook checkout that made a record (with ``+dirty`` for local edits)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        return None  # an installed wheel, not a checkout
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git, or not a git checkout
+    return head + ("+dirty" if dirty else "")
 
 
 def data_hashes(paths: Sequence[str | os.PathLike]) -> dict:
@@ -136,6 +154,6 @@ def bench_rows(record: dict) -> list[dict]:
             row.update({"tokens/s": c["tokens_per_s"], "computed tokens": c["computed_tokens"],
                         "padding share": c["padding_share"], "peak MB": c["peak_mem_mb"], "dev F1": c["dev_f1"]})
         else:
-            row.update({k: c.get(k) for k in ("sentences_per_s", "agreement", "f1")})
+            row.update({k: c.get(k) for k in ("sentences_per_s", "agreement", "agreement_same_words", "f1")})
         rows.append(row)
     return rows

@@ -1,8 +1,8 @@
 """The training loop (chapter "The fine-tuning recipe", "Fine-tuning and evaluation").
 
 One readable loop, top to bottom: windows with aligned labels, random batches packed into rows
-without padding (length-grouped batches with dynamic padding for non-BERT models), AdamW
-with decoupled weight decay (none on biases and LayerNorm), linear
+without padding (length-grouped batches with dynamic padding for non-BERT models), pretrained
+word embeddings kept as they are, AdamW with decoupled weight decay (none on biases and LayerNorm), linear
 warm-up then decay, gradient clipping, mixed precision and gradient accumulation through
 ``accelerate`` (which also runs it on several GPUs under ``accelerate launch``), evaluation on
 the dev set after every epoch, early stopping on dev entity F1, and the best checkpoint saved
@@ -63,6 +63,7 @@ class TrainConfig:
     log_every: int = 20
     fused: bool | None = None  # fused AdamW; None = where torch supports it
     freeze_encoder: bool = False  # train the classifier head only
+    freeze_word_embeddings: bool | None = None  # keep them as pretrained; None = unless a tiny model
     progress: bool = True
     packing: bool = True  # pack random batches into rows (BERT models; else length grouping)
 
@@ -78,6 +79,7 @@ class TrainResult:
     out_dir: str | None = None
     model: torch.nn.Module | None = None
     train_seconds: float = 0.0
+    trainable_parameters: int = 0  # the weights the optimiser updated
 
 
 def resolve_precision(requested: str, device: str) -> str:
@@ -185,17 +187,31 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         for p in (base.parameters() if base is not None else []):
             p.requires_grad_(False)
 
+    # The word embeddings are half of MiniLM's weights: their gradient, its norm and their AdamW
+    # step cost ~15% of a CPU step, and fine-tuning barely moves them (chapter "Making it fast").
+    # nerbook's tiny models (small vocabularies, learnt here) train theirs.
+    frozen = []
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    freeze = cfg.freeze_word_embeddings
+    if freeze is None:
+        freeze = not getattr(getattr(model, "config", None), "nerbook_tiny", False)
+    if freeze and embeddings is not None:
+        frozen = [p for p in embeddings.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+
     window = WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context)
     windows = encode_windows(train_ds, tokenizer, window)
     packer = PackingCollator.for_model(model, tokenizer) if cfg.packing else None
     loader, _ = _loader(windows, tokenizer, cfg, packer)
     optimizer = make_optimizer(model, cfg, device)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     steps_per_epoch = math.ceil(len(loader) / acc.num_processes / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total, every=acc.num_processes)
     model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
 
-    result = TrainResult(out_dir=str(out_dir) if out_dir else None)
+    result = TrainResult(out_dir=str(out_dir) if out_dir else None, trainable_parameters=trainable)
     start_epoch, bad_epochs, best_state = 0, 0, None
     if resume_from is not None:
         start_epoch, bad_epochs = _load_state(Path(resume_from), acc.unwrap_model(model), optimizer,
@@ -283,6 +299,8 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         final.load_state_dict(best_state)
     if valid_ds is None and out is not None and acc.is_main_process:
         save_checkpoint(final, tokenizer, out / "best", {**meta, "epoch": cfg.epochs})
+    for p in frozen:  # hand the model back as it came
+        p.requires_grad_(True)
     result.model = final
     return result
 

@@ -112,10 +112,23 @@ def test_bench_predict_json(tiny_ckpt, files, capsys):
     assert c["nerbook"]["agreement"] == 1.0 and c["nerbook"]["ratio"] == 1.0
     for entry in c.values():
         assert 0.0 <= entry["agreement"] <= 1.0
+        assert 0.0 <= entry["agreement_same_words"] <= 1.0 and entry["spans_same_words"] >= 0
         assert 0.0 <= entry["f1"] <= 1.0
         assert entry["sentences_per_s"] > 0
         assert entry["ratio"] == pytest.approx(entry["seconds"] / c["nerbook"]["seconds"])
     assert r["setup"]["n_sentences"] == 16
+
+
+def test_single_piece_words_and_the_spans_compared(tiny_tokenizer):
+    from nerbook.bench import _same_words, single_piece_words
+
+    single = single_piece_words(tiny_tokenizer, [["U.S.", "troops", "in", "Kabul", "."], ["Hewlett-Packard", "said"]])
+    assert single == [[False, True, True, True, True], [False, True]]
+    same = _same_words(single)
+    assert same((0, "LOC", 3, 3))          # "Kabul": it and its neighbours are whole words
+    assert not same((0, "LOC", 0, 0))      # "U.S." is four pipeline words
+    assert not same((0, "MISC", 1, 1))     # next to "U.S.": a pipeline span may run into it
+    assert not same((1, "ORG", 0, 0))
 
 
 def test_unknown_contender_is_a_one_line_error(files, capsys):

@@ -153,3 +153,27 @@ def test_head_only_freezes_encoder(synth):
     for n, p in model.named_parameters():
         changed = not torch.equal(before[n], p.detach())
         assert changed == n.startswith("classifier"), n
+
+
+@pytest.mark.parametrize("is_tiny, setting, trained", [
+    (False, None, False),  # a pretrained model keeps its word embeddings
+    (True, None, True),    # nerbook's tiny models start random: their embeddings must learn
+    (False, False, True),  # asked for: trained
+    (True, True, False),   # asked for: frozen
+])
+def test_word_embeddings_kept_unless_tiny(synth, is_tiny, setting, trained):
+    model, tok = tiny(synth)
+    assert model.config.nerbook_tiny
+    if not is_tiny:
+        del model.config.nerbook_tiny  # as a model loaded from a pretrained checkpoint
+    emb = model.get_input_embeddings().weight
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    res = train(model, tok, synth["train"].select(range(32)), None,
+                TrainConfig(epochs=1, batch_size=16, freeze_word_embeddings=setting, **QUIET))
+    n_emb, n_all = emb.numel(), sum(p.numel() for p in model.parameters())
+    assert res.trainable_parameters == (n_all if trained else n_all - n_emb)
+    assert (not torch.equal(before["bert.embeddings.word_embeddings.weight"], emb.detach())) == trained
+    assert not torch.equal(before["classifier.weight"], model.classifier.weight.detach())
+    assert not torch.equal(before["bert.encoder.layer.0.attention.self.query.weight"],
+                           model.bert.encoder.layer[0].attention.self.query.weight.detach())
+    assert emb.requires_grad  # handed back as it came

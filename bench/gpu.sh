@@ -31,17 +31,21 @@ AutoTokenizer.from_pretrained(str(offline_model_path())).save_pretrained(sys.arg
 PY
     # packages nerbook needs that the GPU image lacks (its torch, transformers, accelerate, pandas,
     # pyarrow, xxhash, fsspec, huggingface-hub are used as they are)
-    python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-        -d "$STAGE/whl" datasets==5.2.0 dill multiprocess
-    python -m pip download -q --no-deps --no-binary=:all: -d "$STAGE/whl" seqeval==1.2.2
+    # (multiprocess has one wheel per Python version: take those of 3.10 to 3.13)
+    for py in 3.10 3.11 3.12 3.13; do
+        python -m pip download -q --no-deps --only-binary=:all: --python-version "$py" --implementation cp \
+            --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+            -d "$STAGE/whl" datasets==5.2.0 dill multiprocess
+    done
+    python -m pip wheel -q --no-deps -w "$STAGE/whl" seqeval==1.2.2  # an sdist only: build its (pure Python) wheel here
     du -sh "$STAGE"
     echo "now, on the GPU machine: bash bench/gpu.sh run   (carry: $STAGE)"
 }
 
 run() {
     if [ -d "$STAGE/whl" ] && ! python3 -c "import datasets, seqeval" 2>/dev/null; then
-        python3 -m pip install -q --no-index --no-deps --no-build-isolation --target /tmp/site "$STAGE"/whl/*
+        python3 -m pip install -q --no-index --no-deps --target /tmp/site \
+            --find-links "$STAGE/whl" datasets==5.2.0 dill multiprocess seqeval==1.2.2
         export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
     fi
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1

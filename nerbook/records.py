@@ -135,6 +135,8 @@ def train_row(record: dict) -> dict:
     dev = res.get("dev_scores") or {}
     row = {"model": cfg["model"], "data": ", ".join(sorted(record["data"])),
            "doc context": cfg["doc_context"], "epochs": len(epochs), "n train": res["n_train"],
+           # records made before nerbook kept the word embeddings frozen trained every weight
+           "word embeddings": "trained" if cfg.get("train_embeddings", True) or cfg["model"] == "tiny" else "frozen",
            "dev F1": res["dev_f1"]}
     for typ, f1 in sorted(epochs[res["best_epoch"] - 1].get("dev_per_type", {}).items()):
         row[f"F1 {typ}"] = f1

@@ -187,8 +187,8 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         for p in (base.parameters() if base is not None else []):
             p.requires_grad_(False)
 
-    # The word embeddings are half of MiniLM's weights: their full-size gradient and AdamW update
-    # cost 10-27% of a CPU run for a few used rows per batch (chapter "Making it fast").
+    # The word embeddings are half of MiniLM's weights: a full-size gradient and AdamW update every
+    # step for the few rows a batch uses, for no gain in dev F1 (chapter "Making it fast").
     # nerbook's tiny models (small vocabularies, learnt here) train theirs.
     frozen = []
     embeddings = getattr(model, "get_input_embeddings", lambda: None)()

@@ -118,6 +118,26 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def freeze_word_embeddings(model: torch.nn.Module, setting: bool | None = None) -> list[torch.nn.Parameter]:
+    """Freeze ``model``'s input word embeddings as ``TrainConfig.freeze_word_embeddings`` says;
+    return the parameters it froze (chapter "Making it fast").
+
+    The table is half of MiniLM's weights: training it costs a full-size gradient and AdamW
+    update every step for the few rows a batch uses, for no gain in dev F1. ``None`` freezes it
+    unless the model is one of nerbook's tiny ones (``config.nerbook_tiny``: a small vocabulary
+    learnt here), which train theirs.
+    """
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    if setting is None:
+        setting = not getattr(getattr(model, "config", None), "nerbook_tiny", False)
+    if not setting or embeddings is None:
+        return []
+    frozen = [p for p in embeddings.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    return frozen
+
+
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> torch.optim.Optimizer:
     """AdamW with decoupled weight decay; the fused kernel where torch has one for ``device``."""
     fused = cfg.fused if cfg.fused is not None else device in ("cpu", "cuda")
@@ -187,18 +207,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         for p in (base.parameters() if base is not None else []):
             p.requires_grad_(False)
 
-    # The word embeddings are half of MiniLM's weights: a full-size gradient and AdamW update every
-    # step for the few rows a batch uses, for no gain in dev F1 (chapter "Making it fast").
-    # nerbook's tiny models (small vocabularies, learnt here) train theirs.
-    frozen = []
-    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
-    freeze = cfg.freeze_word_embeddings
-    if freeze is None:
-        freeze = not getattr(getattr(model, "config", None), "nerbook_tiny", False)
-    if freeze and embeddings is not None:
-        frozen = [p for p in embeddings.parameters() if p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
+    frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)
 
     window = WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context)
     windows = encode_windows(train_ds, tokenizer, window)

@@ -3,7 +3,8 @@
 The model sees subwords, the labels belong to words. The rule used throughout ``nerbook``:
 the *first* subword of each word carries the word's label, every other position (later
 subwords, ``[CLS]``, ``[SEP]``, padding, context) carries ``-100``, which the loss and the
-metrics ignore. Sentences longer than the model's window are cut into overlapping windows,
+metrics ignore (``label_all_subwords`` labels the later subwords too, as ``I-`` of the word's
+type, for models that will be served by a tagger reading every subword). Sentences longer than the model's window are cut into overlapping windows,
 and each word's prediction is taken from the window where it has the most context, so every
 word gets exactly one prediction, however long the sentence.
 """
@@ -118,11 +119,22 @@ def special_template(tokenizer) -> tuple[list[int], list[int]]:
     return ids[:first], ids[last + 1:]
 
 
-def encode_windows(dataset: datasets.Dataset, tokenizer, config: WindowConfig = WindowConfig()) -> datasets.Dataset:
+def continuation_labels(names: Sequence[str]) -> dict[int, int]:
+    """Tag id -> the label of a word's later subwords when every subword is labelled: ``I-X``
+    for every tag of type ``X`` (``B-X``, ``I-X``, and BIOES' ``E-X``, ``S-X``), ``O`` for ``O``.
+    The first subword keeps the word's own tag."""
+    index = {n: i for i, n in enumerate(names)}
+    return {i: index.get("I-" + n[2:], i) if n != "O" else i for i, n in enumerate(names)}
+
+
+def encode_windows(dataset: datasets.Dataset, tokenizer, config: WindowConfig = WindowConfig(),
+                   later_subwords: dict[int, int] | None = None) -> datasets.Dataset:
     """Turn a sentence dataset into model windows with aligned labels.
 
     Each row of the result is one window: ``input_ids``, ``attention_mask``, ``labels`` (the
-    word's tag id on its first subword, ``-100`` elsewhere), and for merging predictions back
+    word's tag id on its first subword, ``-100`` elsewhere; with ``later_subwords``, a map from
+    :func:`continuation_labels`, a word's later subwords get ``later_subwords[tag]`` instead of
+    ``-100``: the model learns a tag for every subword), and for merging predictions back
     ``sentence`` (row index in ``dataset``) and ``word_index`` (the word at each position,
     ``-1`` where no label is read). With ``doc_context``, a sentence that fits is surrounded
     by the neighbouring sentences of its document (labels only on the sentence itself).
@@ -151,7 +163,8 @@ def encode_windows(dataset: datasets.Dataset, tokenizer, config: WindowConfig = 
             for w in range(s, e):
                 p = ps[w][:budget]
                 ids += p
-                labels += [tags[i][w]] + [IGNORE_INDEX] * (len(p) - 1)
+                later = IGNORE_INDEX if later_subwords is None else later_subwords[tags[i][w]]
+                labels += [tags[i][w]] + [later] * (len(p) - 1)
                 widx += [w] + [-1] * (len(p) - 1)
             if config.doc_context and (s, e) == (0, len(ps)):
                 left, right = _context(i, flat, doc_ids, budget - len(ids))

@@ -624,6 +624,16 @@ def _same_words(single: list[list[bool]]):
     return lambda e: all(single[e[0]][max(0, e[2] - 1):e[3] + 2])
 
 
+def _trained_with(model: str) -> dict:
+    """The settings a nerbook checkpoint was trained with that change what a tagger reads off it."""
+    import json
+    from pathlib import Path
+
+    meta = Path(model) / "nerbook.json"
+    cfg = json.loads(meta.read_text()).get("train_config", {}) if meta.is_file() else {}
+    return {"label_all_subwords": cfg.get("label_all_subwords", False), "doc_context": cfg.get("doc_context", False)}
+
+
 def _entity_set(tags: list[list[str]]) -> set:
     from nerbook.metrics import spans
 
@@ -713,6 +723,7 @@ def bench_predict(spec: PredictSpec, against: list[str], repeat: int = 1, isolat
     device = "cuda" if spec.device == "auto" and torch.cuda.is_available() else (
         "cpu" if spec.device == "auto" else spec.device)
     setup = {"task": "predict", **asdict(spec), "repeat": repeat, "isolated": isolate,
+             "model_trained_with": _trained_with(spec.model),
              "n_sentences": len(sents), "n_words": n_words, "device": device,
              "threads": spec.threads or torch.get_num_threads(),
              "agreement": "identical entity spans (sentence, type, first word, last word) shared with "

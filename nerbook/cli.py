@@ -66,7 +66,8 @@ def cmd_train(args: argparse.Namespace) -> dict:
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
                       grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,
-                      freeze_word_embeddings=False if args.train_embeddings else None)
+                      freeze_word_embeddings=False if args.train_embeddings else None,
+                      label_all_subwords=args.label_all_subwords)
     res = train(model, tokenizer, train_ds, valid_ds, cfg, out_dir=args.out, resume_from=args.resume)
     best = str(Path(args.out) / "best")
     result = {"dev_f1": res.best_f1 if valid_ds is not None else None, "best_epoch": res.best_epoch,
@@ -260,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also train the word embeddings (kept as pretrained by default; always trained for 'tiny')")
     t.add_argument("--no-packing", dest="packing", action="store_false",
                    help="length-grouped padded batches instead of random batches packed into rows")
+    t.add_argument("--label-all-subwords", action="store_true",
+                   help="label a word's later subwords I-X too (for serving with transformers' pipeline, "
+                        "which tags every piece the tokenizer splits a word into)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=_positive(int), help="use the first N training sentences")
     t.add_argument("--resume", help="resume from OUT/last of an earlier run")

@@ -137,6 +137,7 @@ def train_row(record: dict) -> dict:
            "doc context": cfg["doc_context"], "epochs": len(epochs), "n train": res["n_train"],
            # records made before nerbook kept the word embeddings frozen trained every weight
            "word embeddings": "trained" if cfg.get("train_embeddings", True) or cfg["model"] == "tiny" else "frozen",
+           "subword labels": "all" if cfg.get("label_all_subwords") else "first",
            "dev F1": res["dev_f1"]}
     for typ, f1 in sorted(epochs[res["best_epoch"] - 1].get("dev_per_type", {}).items()):
         row[f"F1 {typ}"] = f1

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from nerbook.align import WindowConfig, encode_windows
+from nerbook.align import WindowConfig, continuation_labels, encode_windows
 from nerbook.batching import (
     MODEL_INPUTS,
     LengthGroupedBatchSampler,
@@ -30,7 +30,7 @@ from nerbook.batching import (
     real_tokens,
     token_collator,
 )
-from nerbook.data import tag_names
+from nerbook.data import schema_of, tag_names
 from nerbook.metrics import entity_scores, token_scores
 from nerbook.model import save_checkpoint
 from nerbook.notebook import seed_everything
@@ -66,6 +66,7 @@ class TrainConfig:
     freeze_word_embeddings: bool | None = None  # keep them as pretrained; None = unless a tiny model
     progress: bool = True
     packing: bool = True  # pack random batches into rows (BERT models; else length grouping)
+    label_all_subwords: bool = False  # later subwords learn I-X too (for taggers that read them all)
 
 
 @dataclass
@@ -210,7 +211,8 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)
 
     window = WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context)
-    windows = encode_windows(train_ds, tokenizer, window)
+    later = continuation_labels(schema_of(train_ds).names) if cfg.label_all_subwords else None
+    windows = encode_windows(train_ds, tokenizer, window, later)
     packer = PackingCollator.for_model(model, tokenizer) if cfg.packing else None
     loader, _ = _loader(windows, tokenizer, cfg, packer)
     optimizer = make_optimizer(model, cfg, device)

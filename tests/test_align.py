@@ -9,6 +9,7 @@ from nerbook.align import (
     IGNORE_INDEX,
     WindowConfig,
     align_word_labels,
+    continuation_labels,
     encode_windows,
     merge_windows,
     naive_encode,
@@ -17,7 +18,7 @@ from nerbook.align import (
     word_pieces,
 )
 from nerbook.batching import LengthGroupedBatchSampler, padded_tokens, token_collator
-from nerbook.data import CONLL2003, Sentence, sentences_to_dataset
+from nerbook.data import CONLL2003, LabelSchema, Sentence, sentences_to_dataset
 
 
 def test_align_word_labels_first_subword_only():
@@ -34,6 +35,38 @@ def test_encode_windows_labels_match_word_ids(tiny_tokenizer, synth):
         assert row["input_ids"] == enc["input_ids"]
         assert row["labels"] == align_word_labels(enc.word_ids(), ds[sent]["ner_tags"])
         assert row["labels"][0] == IGNORE_INDEX and row["labels"][-1] == IGNORE_INDEX
+
+
+def test_continuation_labels_map_every_type_to_its_inside_tag():
+    names = CONLL2003.names
+    cont = {names[k]: names[v] for k, v in continuation_labels(names).items()}
+    assert cont == {"O": "O", "B-PER": "I-PER", "I-PER": "I-PER", "B-ORG": "I-ORG", "I-ORG": "I-ORG",
+                    "B-LOC": "I-LOC", "I-LOC": "I-LOC", "B-MISC": "I-MISC", "I-MISC": "I-MISC"}
+    bioes = LabelSchema.from_types(["PER"], scheme="bioes").names
+    assert {bioes[k]: bioes[v] for k, v in continuation_labels(bioes).items()} == {
+        "O": "O", "B-PER": "I-PER", "I-PER": "I-PER", "E-PER": "I-PER", "S-PER": "I-PER"}
+
+
+def test_label_all_subwords_labels_later_pieces_and_keeps_the_first(tiny_tokenizer, synth):
+    ds = synth["train"].select(range(50))
+    later = continuation_labels(CONLL2003.names)
+    first = encode_windows(ds, tiny_tokenizer, WindowConfig(64, 16))
+    every = encode_windows(ds, tiny_tokenizer, WindowConfig(64, 16), later)
+    assert first["input_ids"] == every["input_ids"] and first["word_index"] == every["word_index"]
+    n_later = 0
+    for a, b in zip(first, every):
+        tags = ds[a["sentence"]]["ner_tags"]
+        word = None
+        for p, (la, lb, w) in enumerate(zip(a["labels"], b["labels"], a["word_index"])):
+            if w >= 0:  # a first subword: the same label either way
+                word = w
+                assert la == lb == tags[w]
+            elif la == IGNORE_INDEX and lb != IGNORE_INDEX:  # a later subword of `word`
+                assert lb == later[tags[word]]
+                n_later += 1
+            else:  # special tokens stay ignored
+                assert la == lb == IGNORE_INDEX and p in (0, len(a["labels"]) - 1)
+    assert n_later > 50  # the synthetic words do get split
 
 
 def test_naive_encoding_shifts_labels_and_labels_padding(tiny_tokenizer, synth):

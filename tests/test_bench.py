@@ -117,6 +117,7 @@ def test_bench_predict_json(tiny_ckpt, files, capsys):
         assert entry["sentences_per_s"] > 0
         assert entry["ratio"] == pytest.approx(entry["seconds"] / c["nerbook"]["seconds"])
     assert r["setup"]["n_sentences"] == 16
+    assert r["setup"]["model_trained_with"] == {"label_all_subwords": False, "doc_context": False}
 
 
 def test_single_piece_words_and_the_spans_compared(tiny_tokenizer):

@@ -45,7 +45,8 @@ def test_train_json(tmp_path, conll_dir, capsys):
     assert 0.0 <= rec["result"]["dev_scores"]["token_level"]["accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("flags, trains_embeddings", [([], False), (["--train-embeddings", "--no-packing"], True)])
+@pytest.mark.parametrize("flags, trains_embeddings", [
+    ([], False), (["--train-embeddings", "--no-packing", "--label-all-subwords"], True)])
 def test_train_keeps_pretrained_embeddings_unless_asked(tmp_path, conll_dir, capsys, flags, trains_embeddings):
     code, out, err = run(capsys, "train", "--train", conll_dir, "--model", "offline", "--out", tmp_path / "run",
                          "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--stride", "8", "--limit", "8",
@@ -56,6 +57,8 @@ def test_train_keeps_pretrained_embeddings_unless_asked(tmp_path, conll_dir, cap
     total = 22_568_841
     assert r["trainable_parameters"] == (total if trains_embeddings else total - embeddings)
     assert r["config"]["train_embeddings"] is trains_embeddings and r["config"]["packing"] is not trains_embeddings
+    saved = json.loads((tmp_path / "run" / "best" / "nerbook.json").read_text())["train_config"]
+    assert saved["label_all_subwords"] is trains_embeddings and saved["packing"] is not trains_embeddings
 
 
 def _perturbed_pred_file(tmp_path, gold_path):

@@ -14,7 +14,8 @@
 # (datasets, seqeval and their own needs), so that "run" needs no network. "run" writes
 # records/bench-train-gpu-bert-base-conll2003.json, and a copy to $OUT when that is set.
 # Environment: LIMIT (sentences; default all), REPEAT (default 2), DEVICE (default cuda),
-# BATCH (default 32).
+# BATCH (default 32), COMPILE=1 (then also bench/compile_check.py: eager vs torch.compile, on
+# LIMIT or 2000 sentences, printed and copied to $OUT/compile-check.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=.gpu
@@ -57,6 +58,10 @@ run() {
         ${LIMIT:+--limit "$LIMIT"} --batch-size "${BATCH:-32}" --epochs 1 --against seed \
         --repeat "${REPEAT:-2}" --device "$device" --no-eval --record "$record"
     if [ -n "${OUT:-}" ]; then cp "$record" "$OUT/"; fi
+    if [ -n "${COMPILE:-}" ]; then  # does torch.compile pay for its compile time here?
+        python3 bench/compile_check.py "$STAGE/conll2003/train.txt" --model bert-base-random \
+            --device "$device" --limit "${LIMIT:-2000}" --batch-size "${BATCH:-32}" | tee "${OUT:-/tmp}/compile-check.txt"
+    fi
 }
 
 case "${1:-}" in

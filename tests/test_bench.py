@@ -237,3 +237,30 @@ def test_memory_meter_sees_an_allocation():
         x += 1
     del x
     assert mem.peak_mb is not None and mem.peak_mb >= 48
+
+
+def test_compile_check_times_every_step_eager_and_compiled(conll_dir, monkeypatch, capsys):
+    """bench/compile_check.py's plumbing on the tiny model; torch.compile itself is stood in for
+    (a real CPU compile takes a minute), but asked for with dynamic shapes."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "compile_check.py"
+    spec = importlib.util.spec_from_file_location("compile_check", path)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    compiled = []
+
+    def fake_compile(model, dynamic=None):
+        compiled.append(dynamic)
+        return model
+
+    monkeypatch.setattr(check.torch, "compile", fake_compile)
+    monkeypatch.setattr(sys, "argv", ["compile_check.py", str(conll_dir), "--model", "tiny", "--limit", "48",
+                                      "--device", "cpu"])
+    check.main()
+    lines = capsys.readouterr().out.splitlines()
+    assert compiled == [True]  # once, for the compiled run, with dynamic shapes
+    assert [line.split(":")[0].strip() for line in lines] == ["eager", "compiled"]
+    assert all("3 steps in" in line for line in lines)  # 48 sentences, batches of 16

@@ -1,0 +1,82 @@
+"""Does ``torch.compile`` pay for its compile time? (chapter "Making it fast")
+
+Trains the same model on the same packed batches twice in this process, eager and then compiled
+(``torch.compile(model, dynamic=True)``: packed batches change shape every step), with nerbook's
+settings (bf16 autocast where native, fused AdamW, word embeddings frozen), and prints for each
+the first step (where the compilation happens), the median of the later steps and the total:
+
+    python bench/compile_check.py PATH/TO/conll2003 --limit 800
+    python bench/compile_check.py PATH/TO/conll2003/train.txt --model bert-base-random --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from nerbook.align import WindowConfig, encode_windows
+from nerbook.batching import PackingCollator
+from nerbook.bench import _device, load_bench_model
+from nerbook.cli import _load_splits
+from nerbook.train import (
+    TrainConfig,
+    _loader,
+    freeze_word_embeddings,
+    make_optimizer,
+    resolve_precision,
+)
+
+
+def run(model, tokenizer, train_ds, cfg: TrainConfig, device: str, compiled: bool) -> list[float]:
+    """Seconds of every training step of one epoch."""
+    freeze_word_embeddings(model)
+    model.to(device).train()
+    loader, _ = _loader(encode_windows(train_ds, tokenizer, WindowConfig()), tokenizer, cfg,
+                        PackingCollator.for_model(model, tokenizer))
+    optimizer = make_optimizer(model, cfg, device)
+    step_model = torch.compile(model, dynamic=True) if compiled else model
+    precision = resolve_precision("auto", device)
+    times = []
+    for batch in loader:
+        t0 = time.perf_counter()
+        batch = {k: v.to(device) for k, v in batch.items()}
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = step_model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("data", help="a CoNLL training file, or a folder with train.txt")
+    p.add_argument("--model", default="offline", help="offline (MiniLM), bert-base-random, or a path")
+    p.add_argument("--limit", type=int, default=800, help="training sentences (one epoch)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (the machines this book runs on have 2)")
+    args = p.parse_args()
+    device = _device(args.device)
+    if device == "cpu":
+        torch.set_num_threads(min(args.threads, torch.get_num_threads()))
+    train_ds, _, schema = _load_splits(args.data, None, args.limit)
+    cfg = TrainConfig(batch_size=args.batch_size, lr=1e-4, seed=0)
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model, tokenizer = load_bench_model(args.model, schema, train_ds["tokens"], seed=0)
+        times = run(model, tokenizer, train_ds, cfg, device, compiled)
+        later = times[1:] or times
+        print(f"{'compiled' if compiled else 'eager   '}: {len(times)} steps in {sum(times):.1f} s; "
+              f"first step {times[0]:.2f} s, median of the others {1000 * statistics.median(later):.0f} ms",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

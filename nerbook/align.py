@@ -4,9 +4,10 @@ The model sees subwords, the labels belong to words. The rule used throughout ``
 the *first* subword of each word carries the word's label, every other position (later
 subwords, ``[CLS]``, ``[SEP]``, padding, context) carries ``-100``, which the loss and the
 metrics ignore (``label_all_subwords`` labels the later subwords too, as ``I-`` of the word's
-type, for models that will be served by a tagger reading every subword). Sentences longer than the model's window are cut into overlapping windows,
-and each word's prediction is taken from the window where it has the most context, so every
-word gets exactly one prediction, however long the sentence.
+type, for models that will be served by a tagger reading every subword). Sentences longer
+than the model's window are cut into overlapping windows, and each word's prediction is taken
+from the window where it has the most context, so every word gets exactly one prediction,
+however long the sentence.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.pretrain`  tiny causal-LM and masked-LM pretraining
 - :mod:`nerbook.attention` scaled dot-product attention from scratch
 - :mod:`nerbook.losses`    cross-entropy and its gradient by hand
+- :mod:`nerbook.lora`      LoRA adapters written out, and merging them
 - :mod:`nerbook.viz`       plots and HTML rendering
 - :mod:`nerbook.bench`     benchmarks against the naive loop, Trainer and pipeline
 - :mod:`nerbook.records`   provenance records of runs and benchmarks
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "align", "attention", "batching", "bench", "cli", "data", "losses", "metrics", "model",
+    "align", "attention", "batching", "bench", "cli", "data", "lora", "losses", "metrics", "model",
     "notebook", "predict", "pretrain", "records", "synthetic", "train", "viz",
 }
 

@@ -72,7 +72,8 @@ def add_lora(model: nn.Module, r: int = 8, alpha: float = 16.0, dropout: float =
 @torch.no_grad()
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold every :class:`LoRALinear` into its base layer (``W += ΔW``) and put the plain
-    ``nn.Linear`` back: the model no longer needs this module to run or to be saved."""
+    ``nn.Linear`` back: the model no longer needs this module to run or to be saved. Every
+    parameter is trainable again afterwards, as in a freshly loaded model."""
     for name, m in list(model.named_modules()):
         if isinstance(m, LoRALinear):
             m.base.weight += m.delta_weight().to(m.base.weight.dtype)

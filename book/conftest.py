@@ -56,8 +56,8 @@ def _charge(item: pytest.Item, seconds: float) -> None:
                     "_config.yml): a stalled kernel, or a chapter grown too slow", pytrace=False)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_setup(item: pytest.Item):
+def _timed(item: pytest.Item):
+    """Wrap a cell's setup (where nbval starts the kernel) and its run: charge their time."""
     t0 = time.perf_counter()
     try:
         return (yield)
@@ -66,14 +66,8 @@ def pytest_runtest_setup(item: pytest.Item):
             _charge(item, time.perf_counter() - t0)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item):
-    t0 = time.perf_counter()
-    try:
-        return (yield)
-    finally:
-        if _is_notebook_cell(item):
-            _charge(item, time.perf_counter() - t0)
+pytest_runtest_setup = pytest.hookimpl(wrapper=True)(_timed)
+pytest_runtest_call = pytest.hookimpl(wrapper=True)(_timed)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:

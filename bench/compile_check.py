@@ -19,23 +19,18 @@ import torch
 
 from nerbook.align import WindowConfig, encode_windows
 from nerbook.batching import PackingCollator
-from nerbook.bench import _device, load_bench_model
-from nerbook.cli import _load_splits
-from nerbook.train import (
-    TrainConfig,
-    _loader,
-    freeze_word_embeddings,
-    make_optimizer,
-    resolve_precision,
-)
+from nerbook.bench.contenders import load_bench_model
+from nerbook.data import load_splits
+from nerbook.runtime import resolve_device, resolve_precision
+from nerbook.train import TrainConfig, freeze_word_embeddings, make_loader, make_optimizer
 
 
 def run(model, tokenizer, train_ds, cfg: TrainConfig, device: str, compiled: bool) -> list[float]:
     """Seconds of every training step of one epoch."""
     freeze_word_embeddings(model)
     model.to(device).train()
-    loader, _ = _loader(encode_windows(train_ds, tokenizer, WindowConfig()), tokenizer, cfg,
-                        PackingCollator.for_model(model, tokenizer))
+    loader, _ = make_loader(encode_windows(train_ds, tokenizer, WindowConfig()), tokenizer, cfg,
+                            PackingCollator.for_model(model, tokenizer))
     optimizer = make_optimizer(model, cfg, device)
     step_model = torch.compile(model, dynamic=True) if compiled else model
     precision = resolve_precision("auto", device)
@@ -63,10 +58,10 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (the machines this book runs on have 2)")
     args = p.parse_args()
-    device = _device(args.device)
+    device = resolve_device(args.device)
     if device == "cpu":
         torch.set_num_threads(min(args.threads, torch.get_num_threads()))
-    train_ds, _, schema = _load_splits(args.data, None, args.limit)
+    train_ds, _, schema = load_splits(args.data, None, args.limit)
     cfg = TrainConfig(batch_size=args.batch_size, lr=1e-4, seed=0)
     for compiled in (False, True):
         torch.manual_seed(0)

@@ -12,7 +12,7 @@ import argparse
 
 import torch
 
-from nerbook.cli import _load_splits
+from nerbook.data import load_splits
 from nerbook.model import load_model
 from nerbook.train import TrainConfig, train
 
@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     args = p.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    train_ds, valid_ds, schema = _load_splits(args.data, None, args.limit)
+    train_ds, valid_ds, schema = load_splits(args.data, None, args.limit)
     valid_ds = valid_ds.select(range(min(args.dev, len(valid_ds))))
     for seed in args.seeds:
         for freeze in (False, True):

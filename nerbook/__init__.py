@@ -2,7 +2,10 @@
 
 The library behind the course *Why ChatGPT wins*. Each module is one concept:
 
-- :mod:`nerbook.data`      CoNLL files, label schemas, hub and synthetic datasets
+- :mod:`nerbook.runtime`   seeds, device and numeric precision: what a run runs on
+- :mod:`nerbook.schemes`   tagging schemes (IOB1, IOB2, BIOES) and converting between them
+- :mod:`nerbook.data`      CoNLL files, label schemas, local and hub datasets
+- :mod:`nerbook.hub`       the local Hugging Face hub cache (the ``full`` profile offline)
 - :mod:`nerbook.align`     word labels -> subword labels, windows for long sentences
 - :mod:`nerbook.batching`  dynamic padding and length-grouped batches
 - :mod:`nerbook.model`     loading models (hub, local, offline MiniLM, tiny random BERT)
@@ -14,10 +17,16 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.attention` scaled dot-product attention from scratch
 - :mod:`nerbook.losses`    cross-entropy and its gradient by hand
 - :mod:`nerbook.lora`      LoRA adapters written out, and merging them
+- :mod:`nerbook.records`   provenance records of runs and benchmarks
 - :mod:`nerbook.viz`       plots and HTML rendering
 - :mod:`nerbook.bench`     benchmarks against the naive loop, Trainer and pipeline
-- :mod:`nerbook.records`   provenance records of runs and benchmarks
 - :mod:`nerbook.cli`       ``nerbook train|evaluate|predict|bench``
+- :mod:`nerbook.notebook`  the first cell of every chapter
+
+Layers run one way: ``runtime``, ``schemes`` -> ``data`` -> ``align`` -> ``batching`` ->
+``model`` -> ``predict`` -> ``train``, with ``metrics`` beside; ``attention``, ``losses``,
+``lora``, ``pretrain`` apart; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
+No core module imports a face (``tests/test_structure.py`` keeps it so).
 
 Submodules are imported on first use so that ``import nerbook`` stays cheap.
 """
@@ -32,8 +41,8 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "align", "attention", "batching", "bench", "cli", "data", "lora", "losses", "metrics", "model",
-    "notebook", "predict", "pretrain", "records", "synthetic", "train", "viz",
+    "align", "attention", "batching", "bench", "cli", "data", "hub", "lora", "losses", "metrics", "model",
+    "notebook", "predict", "pretrain", "records", "runtime", "schemes", "synthetic", "train", "viz",
 }
 
 __all__ = ["Profile", "__version__", "setup_notebook", *sorted(_SUBMODULES)]

@@ -10,18 +10,17 @@ lines between documents. In memory it is a :class:`datasets.Dataset` with the co
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 
 from nerbook.hub import cached_snapshot, hub_cache_dir, hub_offline
+from nerbook.schemes import TAG_RE, check_tag, iob2_to_bioes, to_iob1, to_iob2  # noqa: F401 (re-exported)
 
 ENTITY_TYPES = ("PER", "ORG", "LOC", "MISC")
 DOCSTART = "-DOCSTART-"
-_TAG_RE = re.compile(r"^(O|([BIES])-(.+))$")
 
 
 class ConllFormatError(ValueError):
@@ -46,7 +45,7 @@ class LabelSchema:
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate tag names in schema: {names}")
         for n in names:
-            if not _TAG_RE.match(n):
+            if not TAG_RE.match(n):
                 raise ValueError(f"tag {n!r} is not 'O' or PREFIX-TYPE")
         object.__setattr__(self, "label2id", {n: i for i, n in enumerate(names)})
 
@@ -68,14 +67,6 @@ class LabelSchema:
         return dict(enumerate(self.names))
 
     @property
-    def types(self) -> list[str]:
-        out: list[str] = []
-        for n in self.names:
-            if n != "O" and n[2:] not in out:
-                out.append(n[2:])
-        return out
-
-    @property
     def b_to_i(self) -> dict[int, int]:
         """Id of ``B-X`` -> id of ``I-X``, looked up by name."""
         return {
@@ -93,65 +84,10 @@ class LabelSchema:
         except KeyError as e:
             raise ValueError(f"unknown tag {e.args[0]!r}; schema has {list(self.names)}") from None
 
-    def decode(self, ids: Sequence[int]) -> list[str]:
-        return [self.names[i] for i in ids]
 
 
 #: The order used by the Hugging Face ``conll2003`` dataset.
 CONLL2003 = LabelSchema(("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"))
-
-
-# --------------------------------------------------------------------------------------
-# Tagging schemes
-# --------------------------------------------------------------------------------------
-
-
-def check_tag(tag: str) -> tuple[str, str | None]:
-    """Split a tag into (prefix, type); raise ``ValueError`` naming it if it is malformed."""
-    m = _TAG_RE.match(tag)
-    if not m:
-        raise ValueError(f"unknown tag {tag!r} (expected O, B-TYPE, I-TYPE, E-TYPE or S-TYPE)")
-    return ("O", None) if tag == "O" else (m.group(2), m.group(3))
-
-
-def to_iob2(tags: Sequence[str]) -> list[str]:
-    """Normalise IOB1, IOB2 or BIOES tags to IOB2 (every entity starts with ``B-``).
-
-    IOB1 uses ``B-`` only between two adjacent entities of the same type, so an ``I-X`` that
-    follows ``O`` or another type starts an entity: it becomes ``B-X``. ``E-``/``S-`` (BIOES)
-    become ``I-``/``B-``. IOB2 input comes out unchanged.
-    """
-    out: list[str] = []
-    prev_type: str | None = None
-    prev_prefix = "O"
-    for tag in tags:
-        prefix, typ = check_tag(tag)
-        if prefix == "O":
-            out.append("O")
-        elif prefix in ("B", "S"):
-            out.append("B-" + typ)
-        else:  # I or E continue an entity of the same type, or start one (IOB1)
-            starts = prev_type != typ or prev_prefix in ("O", "E", "S")
-            out.append(("B-" if starts else "I-") + typ)
-        prev_prefix, prev_type = prefix, typ
-    return out
-
-
-def iob2_to_bioes(tags: Sequence[str]) -> list[str]:
-    """IOB2 -> BIOES: single-word entities get ``S-``, last words of longer ones ``E-``."""
-    tags = to_iob2(tags)
-    out = []
-    for i, tag in enumerate(tags):
-        if tag == "O":
-            out.append("O")
-            continue
-        nxt = tags[i + 1] if i + 1 < len(tags) else "O"
-        continues = nxt == "I-" + tag[2:]
-        if tag.startswith("B-"):
-            out.append(("B-" if continues else "S-") + tag[2:])
-        else:
-            out.append(("I-" if continues else "E-") + tag[2:])
-    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -170,7 +106,10 @@ class Sentence:
     columns: list[list[str]] = field(default_factory=list)  # all columns of each word line
 
 
-def _decode_lines(path: Path) -> list[str]:
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a UTF-8 text file; bytes that are not UTF-8 raise :class:`ConllFormatError`
+    naming the file and line."""
+    path = Path(path)
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -178,6 +117,23 @@ def _decode_lines(path: Path) -> list[str]:
         line = raw[: e.start].count(b"\n") + 1
         raise ConllFormatError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
     return text.splitlines()
+
+
+def _check_word_line(cols: list[str], n_cols: int, schema: LabelSchema | None, where: str, line: str) -> None:
+    """Raise :class:`ConllFormatError` at ``where`` (``file:line``) unless a tagged word line has
+    ``n_cols`` (>= 2) columns and ends with a well-formed tag of the schema."""
+    if n_cols < 2:
+        raise ConllFormatError(f"{where}: expected at least 2 columns (word ... tag), found 1: {line!r}")
+    if len(cols) != n_cols:
+        raise ConllFormatError(f"{where}: expected {n_cols} columns like the first word line, "
+                               f"found {len(cols)}: {line!r}")
+    try:
+        _, typ = check_tag(cols[-1])
+    except ValueError as e:
+        raise ConllFormatError(f"{where}: {e}") from None
+    if schema is not None and typ is not None and f"B-{typ}" not in schema.label2id:
+        raise ConllFormatError(f"{where}: unknown tag {cols[-1]!r}: entity type {typ!r} is not in "
+                               f"the schema {list(schema.names)}")
 
 
 def read_conll_sentences(
@@ -196,7 +152,7 @@ def read_conll_sentences(
     path = Path(path)
     if not path.is_file():
         raise ConllFormatError(f"{path}: no such file")
-    lines = _decode_lines(path)
+    lines = read_lines(path)
     sentences: list[Sentence] = []
     doc_id, n_cols = 0, None
     cur: list[list[str]] = []
@@ -226,24 +182,9 @@ def read_conll_sentences(
                 doc_id += 1
                 seen_doc_content = False
             continue
-        if n_cols is None:
-            n_cols = len(cols)
-            if with_tags and n_cols < 2:
-                raise ConllFormatError(
-                    f"{path}:{lineno}: expected at least 2 columns (word ... tag), found 1: {line!r}")
-        elif len(cols) != n_cols and with_tags:
-            raise ConllFormatError(
-                f"{path}:{lineno}: expected {n_cols} columns like the first word line, "
-                f"found {len(cols)}: {line!r}")
+        n_cols = n_cols or len(cols)
         if with_tags:
-            try:
-                _, typ = check_tag(cols[-1])
-            except ValueError as e:
-                raise ConllFormatError(f"{path}:{lineno}: {e}") from None
-            if schema is not None and typ is not None and f"B-{typ}" not in schema.label2id:
-                raise ConllFormatError(
-                    f"{path}:{lineno}: unknown tag {cols[-1]!r}: entity type {typ!r} is not in "
-                    f"the schema {list(schema.names)}")
+            _check_word_line(cols, n_cols, schema, f"{path}:{lineno}", line)
         if not cur:
             start = lineno
         cur.append(cols)
@@ -253,21 +194,34 @@ def read_conll_sentences(
     return sentences
 
 
-def sentences_to_dataset(sentences: Sequence[Sentence], schema: LabelSchema | None = None) -> datasets.Dataset:
-    """Turn sentences into a ``datasets.Dataset`` with ``tokens``, ``ner_tags``, ``doc_id``."""
-    if schema is None:
-        schema = LabelSchema.from_tags(t for s in sentences for t in (s.tags or []))
-    features = datasets.Features({
+def features_of(schema: LabelSchema) -> datasets.Features:
+    """The columns of every nerbook dataset: ``tokens``, ``ner_tags`` (a ``ClassLabel`` holding
+    the schema's names) and ``doc_id``."""
+    return datasets.Features({
         "tokens": datasets.Sequence(datasets.Value("string")),
         "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(schema.names))),
         "doc_id": datasets.Value("int32"),
     })
+
+
+def default_schema(sentences: Iterable[Sentence]) -> LabelSchema:
+    """CoNLL-2003's schema when every entity type is PER/ORG/LOC/MISC, else an IOB2 schema of
+    the types found (CoNLL's first)."""
+    tags = [t for s in sentences for t in s.tags or []]
+    found = {t[2:] for t in tags if t != "O"}
+    return CONLL2003 if found <= set(ENTITY_TYPES) else LabelSchema.from_tags(tags)
+
+
+def sentences_to_dataset(sentences: Sequence[Sentence], schema: LabelSchema | None = None) -> datasets.Dataset:
+    """Turn sentences into a ``datasets.Dataset`` with ``tokens``, ``ner_tags``, ``doc_id``."""
+    if schema is None:
+        schema = LabelSchema.from_tags(t for s in sentences for t in (s.tags or []))
     rows = {
         "tokens": [s.tokens for s in sentences],
         "ner_tags": [schema.encode(s.tags) if s.tags is not None else [0] * len(s.tokens) for s in sentences],
         "doc_id": [s.doc_id for s in sentences],
     }
-    return datasets.Dataset.from_dict(rows, features=features)
+    return datasets.Dataset.from_dict(rows, features=features_of(schema))
 
 
 def read_conll(path: str | os.PathLike, schema: LabelSchema | None = None) -> datasets.Dataset:
@@ -277,11 +231,29 @@ def read_conll(path: str | os.PathLike, schema: LabelSchema | None = None) -> da
     PER/ORG/LOC/MISC, else to an IOB2 schema built from the types found.
     """
     sents = read_conll_sentences(path, schema=schema)
-    if schema is None:
-        found = {t[2:] for s in sents for t in s.tags or [] if t != "O"}
-        schema = CONLL2003 if found <= set(ENTITY_TYPES) else LabelSchema.from_tags(
-            t for s in sents for t in s.tags or [])
-    return sentences_to_dataset(sents, schema)
+    return sentences_to_dataset(sents, schema or default_schema(sents))
+
+
+def conll_lines(
+    sentences: Sequence[Sequence[str]],
+    *columns: Sequence[Sequence[str]],
+    doc_ids: Sequence[int] | None = None,
+) -> Iterator[str]:
+    """The lines of a CoNLL file (without newlines): one word a line followed by its value in
+    each of ``columns`` (the tag last, by convention), a blank line after each sentence.
+
+    With ``doc_ids``, a ``-DOCSTART-`` line opens each new document, its columns filled as
+    CoNLL-2003 fills them (``-X-``, and ``O`` in the last column).
+    """
+    prev_doc = None
+    for i, words in enumerate(sentences):
+        if doc_ids is not None and doc_ids[i] != prev_doc:
+            yield " ".join([DOCSTART, *["-X-"] * (len(columns) - 1), *["O"][:len(columns)]])
+            yield ""
+            prev_doc = doc_ids[i]
+        for j, w in enumerate(words):
+            yield " ".join([w, *(c[i][j] for c in columns)])
+        yield ""
 
 
 def write_conll(
@@ -291,21 +263,11 @@ def write_conll(
     *more_columns: Sequence[Sequence[str]],
     doc_ids: Sequence[int] | None = None,
 ) -> None:
-    """Write words (and tag columns) as CoNLL: one word a line, blank line between sentences.
-
-    With ``doc_ids``, a ``-DOCSTART-`` line opens each new document.
-    """
-    cols_per_sent = [c for c in (tags, *more_columns) if c is not None]
+    """Write words (and tag columns) as CoNLL: see :func:`conll_lines`."""
+    columns = [c for c in (tags, *more_columns) if c is not None]
     with open(path, "w", encoding="utf-8") as f:
-        prev_doc = None
-        for i, words in enumerate(sentences):
-            if doc_ids is not None and doc_ids[i] != prev_doc:
-                n_extra = len(cols_per_sent)
-                f.write(" ".join([DOCSTART] + ["O"] * n_extra) + "\n\n")
-                prev_doc = doc_ids[i]
-            for j, w in enumerate(words):
-                f.write(" ".join([w, *(c[i][j] for c in cols_per_sent)]) + "\n")
-            f.write("\n")
+        for line in conll_lines(sentences, *columns, doc_ids=doc_ids):
+            f.write(line + "\n")
 
 
 def schema_of(ds: datasets.Dataset) -> LabelSchema:
@@ -340,11 +302,35 @@ def load_local(folder: str | os.PathLike, schema: LabelSchema | None = None) -> 
     if not found:
         raise FileNotFoundError(f"{folder}: none of {', '.join(_SPLIT_FILES.values())} found")
     sents = {k: read_conll_sentences(p, schema=schema) for k, p in found.items()}
-    if schema is None:
-        types = {t[2:] for ss in sents.values() for s in ss for t in s.tags or [] if t != "O"}
-        schema = CONLL2003 if types <= set(ENTITY_TYPES) else LabelSchema.from_tags(
-            t for ss in sents.values() for s in ss for t in s.tags or [])
+    schema = schema or default_schema(s for ss in sents.values() for s in ss)
     return datasets.DatasetDict({k: sentences_to_dataset(v, schema) for k, v in sents.items()})
+
+
+def load_splits(train: str | os.PathLike, valid: str | os.PathLike | None = None,
+                limit: int | None = None) -> tuple[datasets.Dataset, datasets.Dataset | None, LabelSchema]:
+    """``(train, valid or None, schema)`` as ``nerbook train`` and the benchmarks read them.
+
+    ``train`` is a CoNLL file, or a folder with ``train.txt`` (and ``valid.txt``, used unless
+    ``valid`` names another dev file). The dev set is read with the training set's schema;
+    ``limit`` keeps the first N training sentences. A missing file raises
+    ``FileNotFoundError``, a bad one :class:`ConllFormatError`, each naming the path.
+    """
+    p = Path(train)
+    if p.is_dir():
+        splits = load_local(p)
+        if "train" not in splits:
+            raise FileNotFoundError(f"{p}: no train.txt")
+        train_ds, valid_ds = splits["train"], splits.get("valid")
+    elif p.is_file():
+        train_ds, valid_ds = read_conll(p), None
+    else:
+        raise FileNotFoundError(f"{p}: no such file or folder")
+    schema = schema_of(train_ds)
+    if valid is not None:
+        valid_ds = sentences_to_dataset(read_conll_sentences(valid, schema=schema), schema)
+    if limit is not None:
+        train_ds = train_ds.select(range(min(limit, len(train_ds))))
+    return train_ds, valid_ds, schema
 
 
 HUB_CONLL2003 = "lhoestq/conll2003"
@@ -367,7 +353,7 @@ def load_hub(name: str = HUB_CONLL2003, revision: str | None = None) -> datasets
             raise RuntimeError(
                 f"cannot load {name!r} from the hub: offline mode is on (HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) "
                 f"and the hub cache {hub_cache_dir()} holds no complete copy. Use the offline profile "
-                "(nerbook.data.synthetic_conll) or a local folder of CoNLL files (nerbook.data.load_local), "
+                "(nerbook.synthetic.synthetic_conll) or a local folder of CoNLL files (nerbook.data.load_local), "
                 "or unset the variables and run once with network access.")
         # Offline, datasets reads only its own arrow cache for a hub id, not the hub cache: read the
         # cached snapshot as the local folder it is (its README gives the splits and features).
@@ -376,7 +362,7 @@ def load_hub(name: str = HUB_CONLL2003, revision: str | None = None) -> datasets
         raw = datasets.load_dataset(source, revision=revision)
     except Exception as e:  # connection problems surface as many exception types
         raise RuntimeError(f"cannot load {name!r} from the hub ({type(e).__name__}: {e}). "
-                           "Offline? Use nerbook.data.load_local or synthetic_conll.") from e
+                           "Offline? Use nerbook.data.load_local or nerbook.synthetic.synthetic_conll.") from e
     out = {}
     for split, ds in raw.items():
         key = {"validation": "valid"}.get(split, split)
@@ -386,10 +372,6 @@ def load_hub(name: str = HUB_CONLL2003, revision: str | None = None) -> datasets
         schema = LabelSchema(tuple(names))
         ds = ds.map(lambda _, i: {"doc_id": i}, with_indices=True,
                     remove_columns=[c for c in ds.column_names if c not in ("tokens", "ner_tags")])
-        ds = ds.cast(datasets.Features({
-            "tokens": datasets.Sequence(datasets.Value("string")),
-            "ner_tags": datasets.Sequence(datasets.ClassLabel(names=list(schema.names))),
-            "doc_id": datasets.Value("int32"),
-        }))
+        ds = ds.cast(features_of(schema))
         out[key] = ds.filter(lambda r: len(r["tokens"]) > 0)
     return datasets.DatasetDict(out)

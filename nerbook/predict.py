@@ -18,9 +18,10 @@ import torch
 
 from nerbook.align import WindowConfig, encode_windows, merge_windows
 from nerbook.batching import LengthGroupedBatchSampler, token_collator
-from nerbook.data import sentences_to_dataset
-from nerbook.metrics import spans
-from nerbook.model import schema_of_model
+from nerbook.data import Sentence, sentences_to_dataset, tag_names
+from nerbook.metrics import entity_scores, spans, token_scores
+from nerbook.model import load_model, read_checkpoint_meta, schema_of_model
+from nerbook.runtime import resolve_device
 
 _WORD_RE = re.compile(r"\w+(?:[-'’]\w+)*|\S")
 
@@ -79,18 +80,12 @@ class Tagger:
     @classmethod
     def from_checkpoint(cls, path: str, **kwargs) -> Tagger:
         """Load a checkpoint saved by ``nerbook train`` with its window settings."""
-        import json
-        from pathlib import Path
-
-        from nerbook.model import load_model
-
         model, tokenizer = load_model(str(path))
-        meta_file = Path(path) / "nerbook.json"
-        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        meta = read_checkpoint_meta(path)
         for key in ("max_length", "stride", "doc_context"):
             if key in meta and key not in kwargs:
                 kwargs[key] = meta[key]
-        device = kwargs.pop("device", None) or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = resolve_device(kwargs.pop("device", None))
         model.to(device)
         return cls(model, tokenizer, device=device, **kwargs)
 
@@ -128,13 +123,22 @@ class Tagger:
         probs = [[p for _, p in sent] for sent in merged]
         return tags, probs
 
+    def score(self, dataset: datasets.Dataset, mode: str | None = None, token_level: bool = False) -> dict:
+        """Entity-level scores of the predicted tags against a labelled dataset's (on words;
+        ``mode`` as in :func:`nerbook.metrics.entity_scores`); with ``token_level``, the per-tag
+        report too, under ``token_level``."""
+        pred, _ = self.predict_dataset(dataset)
+        gold = tag_names(dataset)
+        scores = entity_scores(gold, pred, mode=mode)
+        if token_level:
+            scores["token_level"] = token_scores(gold, pred)
+        return scores
+
     def tag(self, sentences: Sequence[Sequence[str]], doc_ids: Sequence[int] | None = None) -> list[list[str]]:
         """One tag per word for pre-split sentences (``doc_ids`` enable document context)."""
         return self.tag_with_scores(sentences, doc_ids)[0]
 
     def tag_with_scores(self, sentences: Sequence[Sequence[str]], doc_ids: Sequence[int] | None = None):
-        from nerbook.data import Sentence
-
         sents = [Sentence(list(s), None, doc_ids[i] if doc_ids is not None else i, 0)
                  for i, s in enumerate(sentences)]
         if not sents:

@@ -30,11 +30,10 @@ from nerbook.batching import (
     real_tokens,
     token_collator,
 )
-from nerbook.data import schema_of, tag_names
-from nerbook.metrics import entity_scores, token_scores
-from nerbook.model import save_checkpoint
-from nerbook.notebook import seed_everything
+from nerbook.data import schema_of
+from nerbook.model import count_parameters, save_checkpoint
 from nerbook.predict import Tagger
+from nerbook.runtime import pick_device, resolve_precision, seed_everything
 
 
 class TrainingDiverged(RuntimeError):
@@ -83,31 +82,28 @@ class TrainResult:
     trainable_parameters: int = 0  # the weights the optimiser updated
 
 
-def resolve_precision(requested: str, device: str) -> str:
-    """``auto`` -> bf16 where the hardware computes it natively (recent GPUs, AVX-512-BF16 or
-    AMX CPUs), else fp16 on older GPUs, else full precision."""
-    if requested != "auto":
-        if requested not in ("no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {requested!r}")
-        return requested
-    if device == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device == "cpu":
-        cpu = torch.cpu
-        native = getattr(cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
-            cpu, "_is_amx_tile_supported", lambda: False)()
-        return "bf16" if native else "no"
-    return "no"
+def make_accelerator(cfg: TrainConfig):
+    """An ``accelerate.Accelerator`` with ``cfg``'s precision (``auto`` resolved for this machine)
+    and gradient accumulation.
 
+    accelerate keeps one state per process and refuses a second precision in it; a second run in
+    the same process (a notebook comparing fp32 with bf16) needs that state reset. accelerate has
+    no public call for it, so this uses ``AcceleratorState._reset_state`` and fails loudly if a
+    release removes it (``test_train`` trains twice in one process with two precisions).
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, is_initialized
 
-def _reset_accelerate_precision(precision: str) -> None:
-    """Let a second run in the same process use another precision: accelerate keeps its state
-    (and its mixed precision) per process and refuses a change. The process group is kept."""
-    from accelerate.state import AcceleratorState
+    precision = resolve_precision(cfg.mixed_precision, pick_device())
+    if is_initialized() and AcceleratorState().mixed_precision != precision:
+        reset = getattr(AcceleratorState, "_reset_state", None)
+        if reset is None:
+            import accelerate
 
-    state = AcceleratorState._shared_state
-    if state and state.get("_mixed_precision", precision) != precision:
-        AcceleratorState._reset_state(reset_partial_state=False)
+            raise RuntimeError(f"accelerate {accelerate.__version__} has no AcceleratorState._reset_state: "
+                               f"cannot switch this process to mixed_precision={precision!r}; start a new process")
+        reset(reset_partial_state=False)  # the process group is kept
+    return Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -134,6 +130,15 @@ def freeze_word_embeddings(model: torch.nn.Module, setting: bool | None = None) 
     if not setting or embeddings is None:
         return []
     frozen = [p for p in embeddings.parameters() if p.requires_grad]
+    for p in frozen:
+        p.requires_grad_(False)
+    return frozen
+
+
+def freeze_encoder(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """Freeze the pretrained body (``model.<base_model_prefix>``), so that only the head trains;
+    return the parameters it froze (chapter "The fine-tuning recipe")."""
+    frozen = [p for p in getattr(model, model.base_model_prefix).parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     return frozen
@@ -166,17 +171,14 @@ def evaluate(model, tokenizer, dataset: datasets.Dataset, cfg: TrainConfig | Non
     cfg = cfg or TrainConfig()
     tagger = Tagger(model, tokenizer, cfg.max_length, cfg.stride, cfg.doc_context,
                     batch_size=cfg.eval_batch_size, device=device, precision=precision)
-    pred, _ = tagger.predict_dataset(dataset)
-    gold = tag_names(dataset)
-    scores = entity_scores(gold, pred)
-    if token_level:
-        scores["token_level"] = token_scores(gold, pred)
-    return scores
+    return tagger.score(dataset, token_level=token_level)
 
 
-def _loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig,
-            packer: PackingCollator | None = None) -> tuple[DataLoader, LengthGroupedBatchSampler]:
-    """Random batches packed by ``packer`` (no padding), else length-grouped padded batches."""
+def make_loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig,
+                packer: PackingCollator | None = None) -> tuple[DataLoader, LengthGroupedBatchSampler]:
+    """The training batches of :func:`train`: random batches packed into rows by ``packer`` (no
+    padding), else length-grouped batches padded to their longest window. Returns the loader and
+    its sampler (call ``sampler.set_epoch(e)`` for epoch ``e``'s order)."""
     rows = windows.select_columns([c for c in MODEL_INPUTS if c in windows.column_names]).to_list()
     sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in rows], cfg.batch_size,
                                         seed=cfg.seed, mega=50 if cfg.group_by_length and packer is None else 1,
@@ -187,133 +189,157 @@ def _loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig,
 def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Dataset | None = None,
           cfg: TrainConfig | None = None, out_dir: str | Path | None = None,
           resume_from: str | Path | None = None) -> TrainResult:
-    """Fine-tune ``model`` on ``train_ds``; evaluate on ``valid_ds`` after each epoch.
-
-    With ``out_dir``, the best model (by dev entity F1) goes to ``out_dir/best`` and the state
-    to resume from to ``out_dir/last``. Returns a :class:`TrainResult` whose ``model`` holds the
-    best weights.
-    """
-    from accelerate import Accelerator
-
+    """Fine-tune ``model`` on ``train_ds``; evaluate on ``valid_ds`` after each epoch. With ``out_dir``,
+    the best model (by dev entity F1) goes to ``out_dir/best`` and the state to resume from to
+    ``out_dir/last``. Returns a :class:`TrainResult` whose ``model`` holds the best weights."""
     cfg = cfg or TrainConfig()
     seed_everything(cfg.seed, deterministic=False)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = resolve_precision(cfg.mixed_precision, device)
-    _reset_accelerate_precision(precision)
-    acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum)
-    device = acc.device.type
+    acc = make_accelerator(cfg)
+    device, precision = acc.device.type, acc.mixed_precision
+    if cfg.freeze_encoder:  # train the classifier head only (it stays so)
+        freeze_encoder(model)
+    frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)  # unfrozen again at the end
 
-    if cfg.freeze_encoder:
-        base = getattr(model, model.base_model_prefix, None)
-        for p in (base.parameters() if base is not None else []):
-            p.requires_grad_(False)
-
-    frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)
-
-    window = WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context)
     later = continuation_labels(schema_of(train_ds).names) if cfg.label_all_subwords else None
-    windows = encode_windows(train_ds, tokenizer, window, later)
+    windows = encode_windows(train_ds, tokenizer, WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context), later)
     packer = PackingCollator.for_model(model, tokenizer) if cfg.packing else None
-    loader, _ = _loader(windows, tokenizer, cfg, packer)
+    loader, _ = make_loader(windows, tokenizer, cfg, packer)
     optimizer = make_optimizer(model, cfg, device)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    result = TrainResult(out_dir=str(out_dir) if out_dir else None,
+                         trainable_parameters=count_parameters(model, trainable_only=True))
     steps_per_epoch = math.ceil(len(loader) / acc.num_processes / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total, every=acc.num_processes)
     model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
 
-    result = TrainResult(out_dir=str(out_dir) if out_dir else None, trainable_parameters=trainable)
-    start_epoch, bad_epochs, best_state = 0, 0, None
-    if resume_from is not None:
-        start_epoch, bad_epochs = _load_state(Path(resume_from), acc.unwrap_model(model), optimizer,
-                                              scheduler, result)
+    start_epoch, bad_epochs = (0, 0) if resume_from is None else _load_state(
+        Path(resume_from), acc.unwrap_model(model), optimizer, scheduler, result)
     out = Path(out_dir) if out_dir else None
-    meta = {"max_length": cfg.max_length, "stride": cfg.stride, "doc_context": cfg.doc_context,
-            "train_config": asdict(cfg)}
-
+    meta = {"max_length": cfg.max_length, "stride": cfg.stride, "doc_context": cfg.doc_context, "train_config": asdict(cfg)}
+    best = BestCheckpoint(out / "best" if out else None, tokenizer, meta, acc.is_main_process)
     step = steps_per_epoch * start_epoch
     t_start = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
-        loader.set_epoch(epoch)  # the prepared loader keeps its own epoch count: set it, or a resume restarts at 0
-        torch.manual_seed(cfg.seed + epoch)  # dropout masks: the same after a resume
-        model.train()
-        t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=acc.device)
-        loss_count, real, computed = 0, torch.zeros((), device=acc.device, dtype=torch.long), 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not (cfg.progress and acc.is_main_process),
-                   leave=False)
-        for batch in bar:
-            with acc.accumulate(model):
-                loss = model(**batch).loss
-                acc.backward(loss)
-                if acc.sync_gradients:
-                    if cfg.max_grad_norm:
-                        acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            loss_sum += loss.detach()
-            loss_count += 1
-            real += real_tokens(batch, tokenizer.pad_token_id)
-            computed += batch["input_ids"].numel()
-            if acc.sync_gradients:
-                step += 1
-                if step % cfg.log_every == 0:  # one host sync every log_every steps
-                    value = (loss_sum / loss_count).item()
-                    _check_finite(value, step)
-                    result.history["steps"].append({"step": step, "epoch": epoch + 1, "loss": value,
-                                                    "lr": scheduler.get_last_lr()[0]})
-                    bar.set_postfix(loss=f"{value:.4f}")
-        train_loss = (loss_sum / max(1, loss_count)).item()
-        _check_finite(train_loss, step)
-        seconds = time.perf_counter() - t0
-        record = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "seconds": seconds,
-                  "real_tokens": int(real.item()), "computed_tokens": computed * acc.num_processes}
+        record = train_epoch(acc, model, loader, optimizer, scheduler, cfg, epoch, step, result.history,
+                             tokenizer.pad_token_id)
+        step = record["step"]
         unwrapped = acc.unwrap_model(model)
         if valid_ds is not None:
-            scores = evaluate(unwrapped, tokenizer, valid_ds, cfg, device=device,
-                              precision="fp32" if precision == "no" else precision)
-            record.update(dev_f1=scores["overall"]["f1"], dev_precision=scores["overall"]["precision"],
-                          dev_recall=scores["overall"]["recall"],
-                          dev_per_type={k: v["f1"] for k, v in scores["per_type"].items()})
-            improved = not (scores["overall"]["f1"] <= result.best_f1)  # first epoch: nan
-            if improved:
-                result.best_f1, result.best_epoch, bad_epochs = scores["overall"]["f1"], epoch + 1, 0
-                if out is not None and acc.is_main_process:
-                    save_checkpoint(unwrapped, tokenizer, out / "best", {**meta, "epoch": epoch + 1,
-                                                                           "dev_f1": result.best_f1})
-                elif out is None:
-                    best_state = {k: v.detach().clone() for k, v in unwrapped.state_dict().items()}
-            else:
-                bad_epochs += 1
+            improved = evaluate_and_save(unwrapped, tokenizer, valid_ds, cfg, precision, record, result, best)
+            bad_epochs = 0 if improved else bad_epochs + 1
         result.history["epochs"].append(record)
         if out is not None and acc.is_main_process:
             _save_state(out / "last", unwrapped, tokenizer, optimizer, scheduler, epoch, bad_epochs, result, meta)
         if acc.is_main_process and cfg.progress:
-            msg = f"epoch {epoch + 1}: train loss {train_loss:.4f}"
-            if "dev_f1" in record:
-                msg += f", dev entity F1 {record['dev_f1']:.4f}"
-            print(msg + f" ({seconds:.1f} s)")
+            print(epoch_summary(record, result, bad_epochs, cfg.patience))
         if valid_ds is not None and cfg.patience is not None and bad_epochs >= cfg.patience:
             result.stopped_early = True
-            if acc.is_main_process and cfg.progress:
-                print(f"early stopping: no dev F1 gain for {bad_epochs} epochs; best was epoch {result.best_epoch}")
             break
     result.train_seconds = time.perf_counter() - t_start
     acc.wait_for_everyone()
-    final = acc.unwrap_model(model, keep_fp32_wrapper=False)  # no autocast left: predicts like a reloaded checkpoint
-    if out is not None and (out / "best").is_dir():
-        from safetensors.torch import load_file
-
-        final.load_state_dict(load_file(str(out / "best" / "model.safetensors")), strict=False)
-    elif best_state is not None:
-        final.load_state_dict(best_state)
-    if valid_ds is None and out is not None and acc.is_main_process:
-        save_checkpoint(final, tokenizer, out / "best", {**meta, "epoch": cfg.epochs})
+    result.model = acc.unwrap_model(model, keep_fp32_wrapper=False)  # no autocast left: predicts like a reloaded checkpoint
+    if valid_ds is not None:
+        best.restore(result.model)
+    elif out is not None:  # no dev set: the last epoch's model is the one to keep
+        best.save(result.model, cfg.epochs, None)
     for p in frozen:  # hand the model back as it came
         p.requires_grad_(True)
-    result.model = final
     return result
+
+
+def train_epoch(acc, model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int, step: int,
+                history: dict, pad_id: int | None) -> dict:
+    """One pass over the training batches (prepared by ``acc``): forward, backward, clip, step.
+
+    Logs the mean loss every ``cfg.log_every`` optimizer steps into ``history["steps"]`` and
+    returns the epoch's record: mean loss, seconds, tokens, and the optimizer step reached.
+    """
+    loader.set_epoch(epoch)  # the prepared loader keeps its own epoch count: set it, or a resume restarts at 0
+    torch.manual_seed(cfg.seed + epoch)  # dropout masks: the same after a resume
+    model.train()
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=acc.device)
+    real = torch.zeros((), device=acc.device, dtype=torch.long)
+    batches, computed = 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
+               disable=not (cfg.progress and acc.is_main_process))
+    for batch in bar:
+        with acc.accumulate(model):
+            loss = model(**batch).loss
+            acc.backward(loss)
+            if acc.sync_gradients and cfg.max_grad_norm:
+                acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        loss_sum += loss.detach()
+        batches += 1
+        real += real_tokens(batch, pad_id)
+        computed += batch["input_ids"].numel()
+        if acc.sync_gradients:
+            step += 1
+            if step % cfg.log_every == 0:  # one host sync every log_every steps
+                value = (loss_sum / batches).item()
+                _check_finite(value, step)
+                history["steps"].append({"step": step, "epoch": epoch + 1, "loss": value,
+                                         "lr": scheduler.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{value:.4f}")
+    train_loss = (loss_sum / max(1, batches)).item()
+    _check_finite(train_loss, step)
+    return {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "seconds": time.perf_counter() - t0,
+            "real_tokens": int(real.item()), "computed_tokens": computed * acc.num_processes}
+
+
+class BestCheckpoint:
+    """Where the best weights so far live: ``path`` (a checkpoint folder) when given, else a copy
+    in memory. Only the main process (``write``) saves; every process can restore."""
+
+    def __init__(self, path: Path | None, tokenizer, meta: dict, write: bool = True) -> None:
+        self.path, self.tokenizer, self.meta, self.write = path, tokenizer, meta, write
+        self.state: dict | None = None
+
+    def save(self, model, epoch: int, dev_f1: float | None) -> None:
+        if self.path is None:
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif self.write:
+            extra = {"epoch": epoch} if dev_f1 is None else {"epoch": epoch, "dev_f1": dev_f1}
+            save_checkpoint(model, self.tokenizer, self.path, {**self.meta, **extra})
+
+    def restore(self, model) -> None:
+        """Load the best weights into ``model`` (those of an earlier run too, after a resume)."""
+        if self.path is not None and (self.path / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(self.path / "model.safetensors")), strict=False)
+        elif self.state is not None:
+            model.load_state_dict(self.state)
+
+
+def evaluate_and_save(model, tokenizer, valid_ds: datasets.Dataset, cfg: TrainConfig, precision: str,
+                      record: dict, result: TrainResult, best: BestCheckpoint) -> bool:
+    """Score the dev set into ``record``; on a new best entity F1, note it in ``result`` and
+    save the weights to ``best``. Returns whether the F1 improved."""
+    scores = evaluate(model, tokenizer, valid_ds, cfg, device=next(model.parameters()).device.type,
+                      precision="fp32" if precision == "no" else precision)
+    overall = scores["overall"]
+    record.update(dev_f1=overall["f1"], dev_precision=overall["precision"], dev_recall=overall["recall"],
+                  dev_per_type={k: v["f1"] for k, v in scores["per_type"].items()})
+    if overall["f1"] <= result.best_f1:  # False while best_f1 is nan: the first epoch improves
+        return False
+    result.best_f1, result.best_epoch = overall["f1"], record["epoch"]
+    best.save(model, record["epoch"], overall["f1"])
+    return True
+
+
+def epoch_summary(record: dict, result: TrainResult, bad_epochs: int = 0, patience: int | None = None) -> str:
+    """The line printed after each epoch (and the early stop, when it comes)."""
+    msg = f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
+    if "dev_f1" in record:
+        msg += f", dev entity F1 {record['dev_f1']:.4f}"
+    msg += f" ({record['seconds']:.1f} s)"
+    if "dev_f1" in record and patience is not None and bad_epochs >= patience:
+        msg += f"\nearly stopping: no dev F1 gain for {bad_epochs} epochs; best was epoch {result.best_epoch}"
+    return msg
 
 
 def _check_finite(value: float, step: int) -> None:

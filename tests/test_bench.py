@@ -121,11 +121,11 @@ def test_bench_predict_json(tiny_ckpt, files, capsys):
 
 
 def test_single_piece_words_and_the_spans_compared(tiny_tokenizer):
-    from nerbook.bench import _same_words, single_piece_words
+    from nerbook.bench import same_words, single_piece_words
 
     single = single_piece_words(tiny_tokenizer, [["U.S.", "troops", "in", "Kabul", "."], ["Hewlett-Packard", "said"]])
     assert single == [[False, True, True, True, True], [False, True]]
-    same = _same_words(single)
+    same = same_words(single)
     assert same((0, "LOC", 3, 3))          # "Kabul": it and its neighbours are whole words
     assert not same((0, "LOC", 0, 0))      # "U.S." is four pipeline words
     assert not same((0, "MISC", 1, 1))     # next to "U.S.": a pipeline span may run into it

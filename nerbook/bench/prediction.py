@@ -1,0 +1,206 @@
+"""``nerbook bench predict``: nerbook's :class:`~nerbook.predict.Tagger` against
+``transformers.pipeline("token-classification")`` (chapters "Making it fast", "Results").
+
+Both tag the same sentences; the report gives the time, the agreement of their entity spans
+(on CoNLL words: a pipeline entity covers the words holding its first to its last character)
+and, for a labelled file, each one's entity F1.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from nerbook.bench.measure import MemoryMeter
+from nerbook.bench.runner import Runner, set_threads
+from nerbook.runtime import resolve_device
+
+PREDICT_CONTENDERS = ("pipeline", "pipeline-batched")
+
+
+@dataclass
+class PredictSpec:
+    """What every prediction contender gets: the same checkpoint, sentences and batch size."""
+
+    model: str
+    data: str
+    limit: int | None = None
+    batch_size: int = 64
+    threads: int | None = None
+    device: str = "auto"
+    precision: str | None = None  # the Tagger's: None = its default (fp32)
+
+
+def pipeline_word_tags(words: list[str], entities: list[dict]) -> list[str]:
+    """Word tags from a pipeline's entity spans over ``" ".join(words)``.
+
+    Each entity covers the words from the one holding its first character to the one holding
+    its last. The pipeline's own words are the tokenizer's (``P.`` is ``p`` and ``.``), so one
+    CoNLL word may be cut in two entities: overlapping entities of one type are one entity on
+    words; of another type, the earlier one keeps the shared word (the "first" rule).
+    """
+    import bisect
+
+    starts, pos = [], 0
+    for w in words:
+        starts.append(pos)
+        pos += len(w) + 1
+
+    def word_of(char: int) -> int:
+        return bisect.bisect_right(starts, char) - 1
+
+    spans_: list[list] = []
+    for e in sorted(entities, key=lambda e: (e["start"], e["end"])):
+        first, last = max(0, word_of(e["start"])), word_of(max(e["start"], e["end"] - 1))
+        if e["start"] >= starts[first] + len(words[first]):  # starts on the space after a word
+            first += 1
+        if first > last:
+            continue
+        if spans_ and first <= spans_[-1][2]:
+            if spans_[-1][0] == e["entity_group"]:
+                spans_[-1][2] = max(spans_[-1][2], last)
+                continue
+            first = spans_[-1][2] + 1
+            if first > last:
+                continue
+        spans_.append([e["entity_group"], first, last])
+    tags = ["O"] * len(words)
+    for typ, first, last in spans_:
+        tags[first] = "B-" + typ
+        for i in range(first + 1, last + 1):
+            tags[i] = "I-" + typ
+    return tags
+
+
+def read_sentences(path: str, limit: int | None):
+    from nerbook.data import ConllFormatError, read_conll_sentences
+
+    try:
+        sents = read_conll_sentences(path)
+    except ConllFormatError:
+        sents = read_conll_sentences(path, with_tags=False)
+    return sents[:limit] if limit else sents
+
+
+def single_piece_words(tokenizer, sentences: list[list[str]]) -> list[list[bool]]:
+    """For each word, whether the tokenizer's pre-tokenizer keeps it whole. The pipeline tags the
+    pre-tokenizer's words (``U.S.`` is ``u . s .``), so only where each word is one piece do its
+    words and the CoNLL words coincide."""
+    pre = tokenizer.backend_tokenizer.pre_tokenizer
+    if pre is None:
+        return [[True] * len(words) for words in sentences]
+    return [[len(pre.pre_tokenize_str(w)) == 1 for w in words] for words in sentences]
+
+
+def same_words(single: list[list[bool]]):
+    """Whether a span (sentence, type, first, last) and its neighbours are all single-piece words."""
+    return lambda e: all(single[e[0]][max(0, e[2] - 1):e[3] + 2])
+
+
+def trained_with(model: str) -> dict:
+    """The settings a nerbook checkpoint was trained with that change what a tagger reads off it."""
+    from nerbook.model import read_checkpoint_meta
+
+    cfg = read_checkpoint_meta(model).get("train_config", {})
+    return {"label_all_subwords": cfg.get("label_all_subwords", False), "doc_context": cfg.get("doc_context", False)}
+
+
+def entity_set(tags: list[list[str]]) -> set:
+    from nerbook.metrics import spans
+
+    return {(i, *s) for i, t in enumerate(tags) for s in spans(t)}
+
+
+def run_predict_contender(name: str, spec: PredictSpec) -> dict:
+    """Tag the sentences with one contender: seconds and the word tags."""
+    import torch
+
+    from nerbook.predict import Tagger
+
+    set_threads(spec.threads)
+    device = resolve_device(spec.device)
+    sents = read_sentences(spec.data, spec.limit)
+    words = [s.tokens for s in sents]
+    kw = {"precision": spec.precision} if spec.precision and name == "nerbook" else {}
+    tagger = Tagger.from_checkpoint(spec.model, batch_size=spec.batch_size, device=device, **kw)
+    if name == "nerbook":
+        tagger.tag(words[:8])  # warm-up, as for the pipeline
+        with MemoryMeter(device) as mem:
+            t0 = time.perf_counter()
+            tags = tagger.tag(words, [s.doc_id for s in sents])
+            seconds = time.perf_counter() - t0
+    elif name in PREDICT_CONTENDERS:
+        from transformers import pipeline
+
+        kw = {"batch_size": spec.batch_size} if name == "pipeline-batched" else {}
+        pipe = pipeline("token-classification", model=tagger.model, tokenizer=tagger.tokenizer,
+                        aggregation_strategy="first", device=torch.device(device), **kw)
+        texts = [" ".join(w) for w in words]
+        pipe(texts[:8])
+        with MemoryMeter(device) as mem:
+            t0 = time.perf_counter()
+            ents = pipe(texts)
+            seconds = time.perf_counter() - t0
+        tags = [pipeline_word_tags(w, e) for w, e in zip(words, ents)]
+    else:
+        raise ValueError(f"unknown contender {name!r}; choose from nerbook, {', '.join(PREDICT_CONTENDERS)}")
+    return {"seconds": seconds, "tags": tags, "peak_mem_mb": mem.peak_mb}
+
+
+def bench_predict(spec: PredictSpec, against: list[str], repeat: int = 1, isolate: bool = True,
+                  log=None) -> dict:
+    """Tagger vs the pipeline on the same sentences: sentences/s, ratio, agreement (and F1 if tagged)."""
+    import torch
+
+    from nerbook.metrics import entity_scores
+
+    order = ["nerbook", *[c for c in against if c != "nerbook"]]
+    runner = Runner(isolate, ("transformers.pipelines",))
+    runs: dict[str, list[dict]] = {c: [] for c in order}
+    for r in range(repeat):
+        for c in order:
+            run = runner(run_predict_contender, c, spec)
+            runs[c].append(run)
+            if log:
+                log(f"[{r + 1}/{repeat}] {c:<16} {run['seconds']:8.2f} s")
+    sents = read_sentences(spec.data, spec.limit)
+    gold = [s.tags for s in sents] if all(s.tags is not None for s in sents) else None
+    reference = entity_set(runs["nerbook"][0]["tags"])
+    from transformers import AutoTokenizer
+
+    comparable = same_words(single_piece_words(AutoTokenizer.from_pretrained(spec.model, use_fast=True),
+                                                [s.tokens for s in sents]))
+    reference_same = {e for e in reference if comparable(e)}
+    out: dict[str, dict] = {}
+    n_words = sum(len(s.tokens) for s in sents)
+    for c, rs in runs.items():
+        best = min(r["seconds"] for r in rs)
+        found = entity_set(rs[0]["tags"])
+        union = found | reference
+        found_same = {e for e in found if comparable(e)}
+        union_same = found_same | reference_same
+        mems = [r["peak_mem_mb"] for r in rs if r["peak_mem_mb"] is not None]
+        entry = {"seconds": best, "sentences_per_s": len(sents) / best, "words_per_s": n_words / best,
+                 "entities": len(found), "agreement": len(found & reference) / len(union) if union else 1.0,
+                 "agreement_same_words": len(found_same & reference_same) / len(union_same) if union_same else 1.0,
+                 "spans_same_words": len(union_same),
+                 "peak_mem_mb": max(mems) if (mems and isolate) else None,
+                 "runs": [r["seconds"] for r in rs]}
+        if gold is not None:
+            entry["f1"] = entity_scores(gold, rs[0]["tags"])["overall"]["f1"]
+        out[c] = entry
+    for entry in out.values():
+        entry["ratio"] = entry["seconds"] / out["nerbook"]["seconds"]
+    device = resolve_device(spec.device)
+    setup = {"task": "predict", **asdict(spec), "repeat": repeat, "isolated": isolate,
+             "model_trained_with": trained_with(spec.model),
+             "n_sentences": len(sents), "n_words": n_words, "device": device,
+             "threads": spec.threads or torch.get_num_threads(),
+             "agreement": "identical entity spans (sentence, type, first word, last word) shared with "
+                          "nerbook / all spans of either (Jaccard); a pipeline entity covers the words "
+                          "holding its first to its last character (see pipeline_word_tags)",
+             "agreement_same_words": "the same, over the spans whose words and neighbouring words the "
+                                     "tokenizer's pre-tokenizer keeps whole (see single_piece_words): "
+                                     "where the pipeline's words are the CoNLL words",
+             "seconds": "best of the interleaved repeats; model loading excluded"}
+    return {"contenders": out, "setup": setup}

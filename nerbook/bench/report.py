@@ -1,0 +1,36 @@
+"""The benchmark tables, as ``nerbook bench`` prints them and the chapters show them (chapter
+"Making it fast")."""
+
+from __future__ import annotations
+
+import math
+
+
+def fmt(value, spec: str) -> str:
+    """``format(value, spec)``, or ``-`` for a value not measured (None or nan)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def train_table(result: dict) -> str:
+    """One line per contender of :func:`nerbook.bench.bench_train`'s result: seconds, ratio to
+    nerbook, real tokens per second, tokens computed, padding share, peak memory, dev F1."""
+    lines = [f"{'contender':<15}{'seconds':>9}{'ratio':>8}{'tokens/s':>10}{'computed':>10}{'pad %':>7}"
+             f"{'mem MB':>8}{'dev F1':>8}"]
+    for name, c in result["contenders"].items():
+        lines.append(f"{name:<15}{c['seconds']:>9.2f}{c['ratio']:>8.2f}{c['tokens_per_s']:>10.0f}"
+                     f"{c['computed_tokens']:>10}{100 * c['padding_share']:>7.1f}"
+                     f"{fmt(c['peak_mem_mb'], '.0f'):>8}{fmt(c['dev_f1'], '.4f'):>8}")
+    return "\n".join(lines)
+
+
+def predict_table(result: dict) -> str:
+    """One line per contender of :func:`nerbook.bench.bench_predict`'s result: seconds, ratio,
+    sentences per second, span agreement with nerbook (all, and on single-piece words), F1."""
+    lines = [f"{'contender':<18}{'seconds':>9}{'ratio':>8}{'sent/s':>9}{'agreement':>11}"
+             f"{'same words':>12}{'F1':>8}"]
+    for name, c in result["contenders"].items():
+        lines.append(f"{name:<18}{c['seconds']:>9.2f}{c['ratio']:>8.2f}{c['sentences_per_s']:>9.1f}"
+                     f"{c['agreement']:>11.4f}{c['agreement_same_words']:>12.4f}{fmt(c.get('f1'), '.4f'):>8}")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""``nerbook bench train``: every contender on the same data, interleaved (chapter "Making it
+fast").
+
+:func:`bench_train` trains the same model (a fresh copy each time, loading not timed) on the
+same sentences with each contender in turn, interleaved when repeated, and reports the wall
+time, the real (non-pad) tokens per second, the tokens actually computed (padding included),
+the peak memory and the dev entity F1, every contender evaluated the same way
+(:func:`nerbook.train.evaluate`, on words, in fp32).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from nerbook.bench.contenders import TrainSpec, run_train_contender
+from nerbook.bench.measure import MEMORY_NOTE, peak_tflops
+from nerbook.bench.runner import Runner
+from nerbook.runtime import resolve_device, resolve_precision
+
+
+def summarise(runs: dict[str, list[dict]], reference: str = "nerbook", peak: float | None = None) -> dict:
+    """Per contender: best-of-R seconds, tokens/s, computed tokens, peak memory, mean dev F1, ratio."""
+    out: dict[str, dict] = {}
+    for name, rs in runs.items():
+        best = min(rs, key=lambda r: r["seconds"])
+        f1s = [r["dev_f1"] for r in rs if r.get("dev_f1") is not None]
+        mems = [r["peak_mem_mb"] for r in rs if r.get("peak_mem_mb") is not None]
+        entry = {"seconds": best["seconds"], "tokens_per_s": best["real_tokens"] / best["seconds"],
+                 "computed_tokens": best["computed_tokens"], "real_tokens": best["real_tokens"],
+                 "padding_share": 1 - best["real_tokens"] / max(1, best["computed_tokens"]),
+                 "peak_mem_mb": max(mems) if mems else None,
+                 "dev_f1": sum(f1s) / len(f1s) if f1s else None,
+                 "train_loss": best.get("train_loss"),
+                 "model_tflop": best["model_flops"] / 1e12,
+                 "runs": [{k: r.get(k) for k in ("seconds", "peak_mem_mb", "dev_f1", "train_loss")} for r in rs]}
+        if peak:
+            entry["mfu"] = best["model_flops"] / best["seconds"] / (peak * 1e12)
+        out[name] = entry
+    ref = out[reference]["seconds"]
+    for entry in out.values():
+        entry["ratio"] = entry["seconds"] / ref
+    return out
+
+
+def frozen_tiny(spec: TrainSpec, folder: str) -> TrainSpec:
+    """For ``tiny``, make the model and its tokenizer once and save them, so that every run
+    starts from the same weights and the same vocabulary (a WordPiece tokenizer trained
+    anew in each process may differ)."""
+    if spec.model != "tiny":
+        return spec
+    from nerbook.data import load_splits
+    from nerbook.model import load_model, save_checkpoint
+
+    train_ds, _, schema = load_splits(spec.train, spec.valid, spec.limit)
+    model, tokenizer = load_model("tiny", schema, texts=list(train_ds["tokens"]), seed=spec.seed)
+    save_checkpoint(model, tokenizer, Path(folder) / "tiny")
+    return replace(spec, model=str(Path(folder) / "tiny"))
+
+
+def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: bool = True,
+                log=None) -> dict:
+    """Run nerbook and the contenders ``repeat`` times, interleaved; see the module docstring."""
+    import torch
+
+    order = ["nerbook", *[c for c in against if c != "nerbook"]]
+    runner = Runner(isolate, ("transformers.trainer",) if any(c.startswith("trainer") for c in order) else ())
+    runs: dict[str, list[dict]] = {c: [] for c in order}
+    with tempfile.TemporaryDirectory() as tmp:
+        frozen = frozen_tiny(spec, tmp)
+        for r in range(repeat):
+            run_spec = replace(frozen, seed=spec.seed + r, repeat=r)  # F1 averaged over seeds
+            for c in order:
+                run = runner(run_train_contender, c, run_spec)
+                runs[c].append(run)
+                if log:
+                    log(f"[{r + 1}/{repeat}] {c:<14} {run['seconds']:8.2f} s  dev F1 {run.get('dev_f1')}")
+    device = resolve_device(spec.device)
+    setup = {"task": "train", **asdict(spec), "repeat": repeat, "isolated": isolate,
+             "contender_order": order, "device": device,
+             "threads": spec.threads or torch.get_num_threads(),
+             "nerbook_precision": resolve_precision("auto", device),
+             "seconds": "best of the interleaved repeats; model loading and evaluation excluded, "
+                        "data encoding included",
+             "dev_f1": "entity F1 on the dev set (nerbook.train.evaluate, fp32), mean over the repeats; "
+                       "repeat r uses seed + r for every contender (the Trainer: 42 + r)",
+             "memory": MEMORY_NOTE[device] if isolate else "not measured per run (isolation off)",
+             "peak_bf16_tflops": peak_tflops(device)}
+    first = runs["nerbook"][0]
+    setup.update(n_train=first["n_train"], n_valid=first["n_valid"], parameters=first["parameters"])
+    contenders = summarise(runs, peak=setup["peak_bf16_tflops"])
+    if not isolate:
+        for entry in contenders.values():
+            entry["peak_mem_mb"] = None
+    return {"contenders": contenders, "setup": setup}

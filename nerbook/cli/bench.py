@@ -1,0 +1,104 @@
+"""``nerbook bench train|predict``: the benchmarks of :mod:`nerbook.bench` on the command line
+(chapter "Making it fast")."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from nerbook.bench.contenders import BERT_BASE_RANDOM, TRAIN_CONTENDERS
+from nerbook.bench.prediction import PREDICT_CONTENDERS
+from nerbook.bench.report import predict_table, train_table
+from nerbook.bench.runner import set_threads
+from nerbook.cli.common import CliError, device_arg, positive
+
+
+def add_parser(subparsers) -> None:
+    """``nerbook bench train|predict``."""
+    b = subparsers.add_parser("bench", help="benchmark nerbook against the naive loop, the Trainer and the pipeline",
+                              description="Benchmark nerbook against the seed loop, the HF Trainer and the HF pipeline.")
+    sub = b.add_subparsers(dest="bench_command", required=True)
+
+    t = sub.add_parser("train", help="training: nerbook vs seed, trainer, trainer-tuned")
+    t.add_argument("--train", required=True, help="CoNLL file, or folder with train.txt (and valid.txt)")
+    t.add_argument("--valid", help="CoNLL dev file (dev F1 of every contender)")
+    t.add_argument("--model", default="offline", help=f"hub id, folder, 'offline', 'tiny' or '{BERT_BASE_RANDOM}'")
+    t.add_argument("--limit", type=positive(int), help="first N training sentences")
+    t.add_argument("--valid-limit", type=positive(int), help="first N dev sentences")
+    t.add_argument("--batch-size", type=positive(int), default=16)
+    t.add_argument("--epochs", type=positive(int), default=1)
+    t.add_argument("--lr", type=positive(float), default=5e-5, help="learning rate of nerbook and the Trainer (the seed keeps 2e-5)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--against", default=",".join(TRAIN_CONTENDERS), help="comma-separated: " + ", ".join(TRAIN_CONTENDERS))
+    t.add_argument("--repeat", type=positive(int), default=1, help="interleaved repeats (best time is kept)")
+    t.add_argument("--threads", type=positive(int), help="torch threads in every run (default: torch's)")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    t.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="run in this process (faster start; peak memory not measured)")
+    t.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the dev F1")
+    t.add_argument("--json", action="store_true")
+    t.add_argument("--record", help="write the JSON with provenance here")
+    t.set_defaults(func=run_train, show=lambda r: print(train_table(r)))
+
+    p = sub.add_parser("predict", help="prediction: nerbook's Tagger vs transformers.pipeline")
+    p.add_argument("--model", required=True, help="checkpoint folder saved by nerbook train")
+    p.add_argument("--data", required=True, help="CoNLL file (with tags: F1 too)")
+    p.add_argument("--limit", type=positive(int))
+    p.add_argument("--batch-size", type=positive(int), default=64)
+    p.add_argument("--against", default="pipeline", help="comma-separated: " + ", ".join(PREDICT_CONTENDERS))
+    p.add_argument("--repeat", type=positive(int), default=1)
+    p.add_argument("--threads", type=positive(int))
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], help="nerbook's (default: the Tagger's, fp32)")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--record", help="write the JSON with provenance here")
+    p.set_defaults(func=run_predict, show=lambda r: print(predict_table(r)))
+
+
+def against(text: str, allowed: tuple[str, ...]) -> list[str]:
+    """The contenders named in ``--against`` (comma-separated, ``none`` for nerbook alone)."""
+    names = [n.strip() for n in text.split(",") if n.strip() and n.strip() != "none"]
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        raise CliError(f"--against: unknown contender(s) {bad}; choose from {', '.join(allowed)}")
+    return list(dict.fromkeys(names))
+
+
+def progress(args):
+    """Progress lines to stderr, unless the output is JSON."""
+    return None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+
+
+def run_train(args: argparse.Namespace) -> dict:
+    from nerbook.bench import TrainSpec, bench_train
+
+    names = against(args.against, TRAIN_CONTENDERS)
+    device_arg(args.device)
+    set_threads(args.threads)
+    spec = TrainSpec(train=args.train, valid=args.valid, model=args.model, limit=args.limit,
+                     valid_limit=args.valid_limit, batch_size=args.batch_size, epochs=args.epochs,
+                     lr=args.lr, seed=args.seed, threads=args.threads, device=args.device,
+                     evaluate=args.evaluate)
+    result = bench_train(spec, names, args.repeat, args.isolate, log=progress(args))
+    if args.record:
+        from nerbook.records import write_record
+
+        write_record(args.record, result, [p for p in (args.train, args.valid) if p], kind="bench")
+    return result
+
+
+def run_predict(args: argparse.Namespace) -> dict:
+    from nerbook.bench import PredictSpec, bench_predict
+
+    names = against(args.against, PREDICT_CONTENDERS)
+    device_arg(args.device)
+    set_threads(args.threads)
+    spec = PredictSpec(model=args.model, data=args.data, limit=args.limit, batch_size=args.batch_size,
+                       threads=args.threads, device=args.device, precision=args.precision)
+    result = bench_predict(spec, names, args.repeat, args.isolate, log=progress(args))
+    if args.record:
+        from nerbook.records import write_record
+
+        write_record(args.record, result, [args.data], kind="bench")
+    return result

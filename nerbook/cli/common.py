@@ -1,0 +1,36 @@
+"""What every command of the command line shares: one-line errors and argument checks."""
+
+from __future__ import annotations
+
+import argparse
+
+#: The exit status of bad input (a bad file, a missing model, an impossible argument).
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """Bad input, reported as one line ``nerbook: error: ...`` with exit status 2."""
+
+
+def positive(kind=int):
+    """An argparse ``type`` accepting numbers of ``kind`` greater than 0."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def device_arg(requested: str) -> str:
+    """``requested`` as :func:`nerbook.runtime.resolve_device` resolves it, or a :class:`CliError`."""
+    from nerbook.runtime import resolve_device
+
+    try:
+        return resolve_device(requested)
+    except ValueError as e:
+        raise CliError(f"--device {requested}: {e}") from None

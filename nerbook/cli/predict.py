@@ -1,0 +1,95 @@
+"""``nerbook predict``: tag a CoNLL file, or plain text into JSON lines of entities (chapter
+"Fine-tuning and evaluation")."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from nerbook.cli.common import CliError, positive
+
+CONLL_SUFFIXES = (".conll", ".iob", ".bio", ".iob2")
+
+
+def add_parser(sub) -> None:
+    r = sub.add_parser("predict", help="tag a CoNLL file or plain text",
+                       description="CoNLL in -> CoNLL out with a predicted tag column; plain text in -> JSON lines of entities.")
+    r.add_argument("--model", required=True, help="checkpoint folder saved by nerbook train")
+    r.add_argument("--input", required=True)
+    r.add_argument("--output", help="output file (default: stdout)")
+    r.add_argument("--format", choices=["auto", "conll", "text"], default="auto")
+    r.add_argument("--batch-size", type=positive(int), default=64)
+    r.add_argument("--json", action="store_true", help="print a JSON summary (needs --output)")
+    r.set_defaults(func=run, show=show)
+
+
+def detect_format(path: Path) -> str:
+    """``conll`` for ``.conll/.iob/.bio`` files, ``-DOCSTART-`` files, or files whose non-blank
+    lines all have the same number (>= 2) of columns; ``text`` otherwise."""
+    from nerbook.data import DOCSTART, ConllFormatError, read_lines
+
+    if path.suffix.lower() in CONLL_SUFFIXES:
+        return "conll"
+    try:
+        lines = [ln.split() for ln in read_lines(path) if ln.strip()]
+    except ConllFormatError:
+        return "conll"  # let the CoNLL reader report the bad line
+    if lines and lines[0][0] == DOCSTART:
+        return "conll"
+    widths = {len(ln) for ln in lines}
+    return "conll" if len(widths) == 1 and widths.pop() >= 2 else "text"
+
+
+def tag_conll(tagger, sents, keep_docstart: bool, out) -> dict:
+    """Write every word line of CoNLL sentences with a predicted tag column added; with
+    ``keep_docstart``, a ``-DOCSTART-`` line opens each document as in the input."""
+    from nerbook.data import conll_lines
+
+    tags = tagger.tag([s.tokens for s in sents], [s.doc_id for s in sents])
+    width = max(len(c) for s in sents for c in s.columns)
+    columns = [[[c[k] if k < len(c) else "-X-" for c in s.columns] for s in sents] for k in range(1, width)]
+    doc_ids = [s.doc_id for s in sents] if keep_docstart else None
+    for line in conll_lines([s.tokens for s in sents], *columns, tags, doc_ids=doc_ids):
+        out.write(line + "\n")
+    return {"format": "conll", "sentences": len(sents), "tokens": sum(len(s.tokens) for s in sents),
+            "tagged": sum(len(t) for t in tags)}
+
+
+def tag_text(tagger, lines: list[str], out) -> dict:
+    """Write one JSON line ``{"text", "entities"}`` for every line of plain text."""
+    ents = tagger.predict_text(lines)
+    for text, es in zip(lines, ents):
+        out.write(json.dumps({"text": text, "entities": [e.as_dict() for e in es]}, ensure_ascii=False) + "\n")
+    return {"format": "text", "lines": len(lines), "entities": sum(len(e) for e in ents)}
+
+
+def run(args: argparse.Namespace) -> dict:
+    from nerbook.data import DOCSTART, read_conll_sentences, read_lines
+    from nerbook.predict import Tagger
+
+    inp = Path(args.input)
+    if not inp.is_file():
+        raise CliError(f"--input {inp}: no such file")
+    fmt = args.format if args.format != "auto" else detect_format(inp)
+    lines = read_lines(inp)  # bad input fails here, before the model loads
+    sents = read_conll_sentences(inp, with_tags=False) if fmt == "conll" else None
+    tagger = Tagger.from_checkpoint(args.model, batch_size=args.batch_size)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+        if sents is not None:
+            keep_docstart = any(line.split()[:1] == [DOCSTART] for line in lines)
+            summary = tag_conll(tagger, sents, keep_docstart, out)
+        else:
+            summary = tag_text(tagger, lines, out)
+    finally:
+        if args.output:
+            out.close()
+    summary["output"] = args.output or "-"
+    return summary
+
+
+def show(summary: dict) -> None:
+    if summary.get("output") != "-":  # with stdout, the predictions are the output
+        print(json.dumps(summary))

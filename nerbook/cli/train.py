@@ -1,0 +1,77 @@
+"""``nerbook train``: fine-tune a model on CoNLL data (chapter "Fine-tuning and evaluation")."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from nerbook.cli.common import positive
+
+
+def add_parser(sub) -> None:
+    t = sub.add_parser("train", help="fine-tune a model on CoNLL data",
+                       description="Fine-tune a model on CoNLL data; the best model (dev entity F1) goes to OUT/best.")
+    t.add_argument("--train", required=True, help="CoNLL file, or folder with train.txt (and valid.txt)")
+    t.add_argument("--valid", help="CoNLL dev file (default: valid.txt next to train.txt when --train is a folder)")
+    t.add_argument("--model", default="offline", help="hub id, local folder, 'offline' (MiniLM-L6) or 'tiny'")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--epochs", type=positive(int), default=3)
+    t.add_argument("--batch-size", type=positive(int), default=16)
+    t.add_argument("--grad-accum", type=positive(int), default=1)
+    t.add_argument("--lr", type=positive(float), default=5e-5)
+    t.add_argument("--max-length", type=positive(int), default=128, help="window size in subwords")
+    t.add_argument("--stride", type=int, default=32, help="overlap of windows of long sentences")
+    t.add_argument("--doc-context", action="store_true", help="fill windows with the document's neighbouring sentences")
+    t.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
+    t.add_argument("--patience", type=int, default=2, help="early stopping patience in epochs")
+    t.add_argument("--train-embeddings", action="store_true",
+                   help="also train the word embeddings (kept as pretrained by default; always trained for 'tiny')")
+    t.add_argument("--no-packing", dest="packing", action="store_false",
+                   help="length-grouped padded batches instead of random batches packed into rows")
+    t.add_argument("--label-all-subwords", action="store_true",
+                   help="label a word's later subwords I-X too (for serving with transformers' pipeline, "
+                        "which tags every piece the tokenizer splits a word into)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--limit", type=positive(int), help="use the first N training sentences")
+    t.add_argument("--resume", help="resume from OUT/last of an earlier run")
+    t.add_argument("--json", action="store_true", help="print a JSON record")
+    t.add_argument("--record", help="also write the JSON with provenance (hardware, versions, data hash) here")
+    t.set_defaults(func=run, show=show)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from nerbook.data import load_splits
+    from nerbook.model import load_model
+    from nerbook.runtime import seed_everything
+    from nerbook.train import TrainConfig, evaluate, train
+
+    seed_everything(args.seed, deterministic=False)
+    train_ds, valid_ds, schema = load_splits(args.train, args.valid, args.limit)
+    model, tokenizer = load_model(args.model, schema, texts=train_ds["tokens"], seed=args.seed)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                      max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
+                      seed=args.seed, mixed_precision=args.precision, patience=args.patience,
+                      grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,
+                      freeze_word_embeddings=False if args.train_embeddings else None,
+                      label_all_subwords=args.label_all_subwords)
+    res = train(model, tokenizer, train_ds, valid_ds, cfg, out_dir=args.out, resume_from=args.resume)
+    result = {"dev_f1": res.best_f1 if valid_ds is not None else None, "best_epoch": res.best_epoch,
+              "stopped_early": res.stopped_early, "epochs": res.history["epochs"],
+              "out": str(Path(args.out) / "best"), "train_seconds": res.train_seconds,
+              "trainable_parameters": res.trainable_parameters, "n_train": len(train_ds),
+              "n_valid": len(valid_ds) if valid_ds is not None else 0, "model": args.model,
+              "config": {k: v for k, v in vars(args).items() if k not in ("func", "show")}}
+    if res.model is not None and valid_ds is not None:
+        result["dev_scores"] = evaluate(res.model, tokenizer, valid_ds, cfg, token_level=True)
+    if args.record:
+        from nerbook.records import write_record
+
+        write_record(args.record, result, [p for p in (args.train, args.valid) if p], kind="train")
+    return result
+
+
+def show(r: dict) -> None:
+    f1 = r["dev_f1"]
+    print(f"trained on {r['n_train']} sentences in {r['train_seconds']:.1f} s; best model: {r['out']}")
+    if f1 is not None:
+        print(f"best dev entity F1 {f1:.4f} (epoch {r['best_epoch']})")

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
 from nerbook.cli import main
-from nerbook.data import read_conll_sentences, write_conll
+from nerbook.data import CONLL2003, read_conll_sentences, write_conll
+
+LABELS = set(CONLL2003.names)
 
 
 def run(capsys, *argv):
@@ -53,12 +56,25 @@ def test_train_keeps_pretrained_embeddings_unless_asked(tmp_path, conll_dir, cap
                          "--json", *flags)
     assert code == 0, err
     r = json.loads(out)
-    embeddings = 30522 * 384  # MiniLM's word-embedding table
-    total = 22_568_841
+    total, embeddings = bert_token_classifier_size(tmp_path / "run" / "best" / "config.json")
+    assert (total, embeddings) == (22_568_841, 30522 * 384)  # MiniLM-L6 with 9 labels
     assert r["trainable_parameters"] == (total if trains_embeddings else total - embeddings)
     assert r["config"]["train_embeddings"] is trains_embeddings and r["config"]["packing"] is not trains_embeddings
     saved = json.loads((tmp_path / "run" / "best" / "nerbook.json").read_text())["train_config"]
     assert saved["label_all_subwords"] is trains_embeddings and saved["packing"] is not trains_embeddings
+
+
+def bert_token_classifier_size(config_json) -> tuple[int, int]:
+    """(all weights, word-embedding weights) of a BERT token classifier, from its config alone:
+    embeddings (words, positions, segments, LayerNorm), per layer the attention (Q, K, V and the
+    output projection, each a matrix and a bias, then LayerNorm) and the feed-forward block
+    (two matrices and biases, LayerNorm), and the classifier head. No pooler for tagging."""
+    c = json.loads(Path(config_json).read_text())
+    h, i, n = c["hidden_size"], c["intermediate_size"], len(c["id2label"])
+    words = c["vocab_size"] * h
+    embeddings = words + (c["max_position_embeddings"] + c["type_vocab_size"]) * h + 2 * h
+    layer = 4 * (h * h + h) + 2 * h + (h * i + i) + (i * h + h) + 2 * h
+    return embeddings + c["num_hidden_layers"] * layer + (h * n + n), words
 
 
 def _perturbed_pred_file(tmp_path, gold_path):
@@ -95,28 +111,58 @@ def test_evaluate_gold_pred_equals_seqeval(tmp_path, conll_dir, capsys):
 
 
 def test_predict_conll_tags_every_token_line(tmp_path, tiny_ckpt, capsys):
+    """Every input line comes back in place, its columns kept and a tag added; -DOCSTART- lines
+    too (two documents here), and nothing else."""
     words = [f"w{i}" for i in range(500)]
-    (tmp_path / "in.txt").write_text("-DOCSTART- -X- -X- O\n\n" + "\n".join(f"{w} NN B-NP O" for w in words)
-                                     + "\n\nParis NNP B-NP B-LOC\n")
+    text = ("-DOCSTART- -X- -X- O\n\n" + "\n".join(f"{w} NN B-NP O" for w in words)
+            + "\n\n-DOCSTART- -X- -X- O\n\nParis NNP B-NP B-LOC\nrocks VBZ B-VP O\n")
+    (tmp_path / "in.txt").write_text(text)
     code, out, err = run(capsys, "predict", "--model", tiny_ckpt, "--input", tmp_path / "in.txt",
                          "--output", tmp_path / "out.txt", "--json")
     assert code == 0, err
-    assert json.loads(out)["tagged"] == 501
-    lines = [ln.split() for ln in (tmp_path / "out.txt").read_text().splitlines() if ln.strip()]
-    token_lines = [ln for ln in lines if ln[0] != "-DOCSTART-"]
-    assert len(token_lines) == 501 and all(len(ln) == 5 for ln in token_lines)
+    assert json.loads(out)["tagged"] == 502
+    got = (tmp_path / "out.txt").read_text().splitlines()
+    want = text.splitlines()
+    assert len(got) == len(want) + 1  # a blank line closes the last sentence
+    for g, w in zip(got, want):
+        if not w:
+            assert g == ""
+        elif w.startswith("-DOCSTART-"):
+            assert g == "-DOCSTART- -X- -X- -X- O"
+        else:
+            assert g.split()[:4] == w.split() and len(g.split()) == 5 and g.split()[4] in LABELS
 
 
-def test_predict_text_json_lines(tmp_path, tiny_ckpt, capsys):
+@pytest.fixture(scope="module")
+def every_word_a_person(tiny_ckpt, tmp_path_factory):
+    """The tiny checkpoint with its head set to say B-PER for every word, whatever the input:
+    each word comes back as one PER entity, so the spans are known in advance."""
+    import torch
+
+    from nerbook.model import load_model, save_checkpoint
+
+    model, tok = load_model(str(tiny_ckpt))
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([10.0 if n == "B-PER" else 0.0 for n in model.config.label2id]))
+    return save_checkpoint(model, tok, tmp_path_factory.mktemp("per"), {"max_length": 128, "stride": 32})
+
+
+def test_predict_text_json_lines(tmp_path, every_word_a_person, capsys):
     text = "Maria Rossi flew to 東京 😀 with ACME Corp.\n\nשלום from Berlin\n"
     (tmp_path / "t.txt").write_text(text, encoding="utf-8")
-    code, out, err = run(capsys, "predict", "--model", tiny_ckpt, "--input", tmp_path / "t.txt")
+    code, out, err = run(capsys, "predict", "--model", every_word_a_person, "--input", tmp_path / "t.txt")
     assert code == 0, err
     rows = [json.loads(x) for x in out.splitlines()]
     assert [r["text"] for r in rows] == text.splitlines()
-    for r in rows:
-        for e in r["entities"]:
-            assert r["text"][e["start"]:e["end"]] == e["text"]
+    # character offsets counted by hand (an emoji is one character; "Corp." is "Corp" and ".")
+    expected = [[("Maria", 0, 5), ("Rossi", 6, 11), ("flew", 12, 16), ("to", 17, 19), ("東京", 20, 22),
+                 ("😀", 23, 24), ("with", 25, 29), ("ACME", 30, 34), ("Corp", 35, 39), (".", 39, 40)],
+                [],
+                [("שלום", 0, 4), ("from", 5, 9), ("Berlin", 10, 16)]]
+    for r, want in zip(rows, expected):
+        assert [(e["text"], e["start"], e["end"]) for e in r["entities"]] == want
+        assert all(e["type"] == "PER" and 0.99 < e["score"] <= 1.0 for e in r["entities"])
 
 
 def test_evaluate_model_data(tiny_ckpt, conll_dir, capsys):
@@ -147,6 +193,19 @@ def test_unknown_type_in_dev_file(tmp_path, conll_dir, capsys):
     code, _, err = run(capsys, "train", "--train", conll_dir / "train.txt", "--valid", tmp_path / "dev.txt",
                        "--model", "tiny", "--out", tmp_path / "o", "--epochs", "1")
     assert code == 2 and "dev.txt:2: unknown tag 'B-GENRE'" in err
+
+
+def test_a_bug_is_not_bad_input(tmp_path, monkeypatch):
+    """Only bad input exits 2 with one line; a TypeError or ValueError raised by nerbook's own
+    code is a bug and must surface as one."""
+    import nerbook.cli.evaluate
+
+    def buggy(args):
+        raise TypeError("unsupported operand type(s)")
+
+    monkeypatch.setattr(nerbook.cli.evaluate, "run", buggy)
+    with pytest.raises(TypeError):
+        main(["evaluate", "--gold", "x", "--pred", "y"])
 
 
 def test_missing_model_and_mismatched_files(tmp_path, conll_dir, capsys):

@@ -147,12 +147,45 @@ def run_predict_contender(name: str, spec: PredictSpec) -> dict:
     return {"seconds": seconds, "tags": tags, "peak_mem_mb": mem.peak_mb}
 
 
+def agreement(found: set, reference: set) -> float:
+    """Jaccard agreement of two sets of spans: shared / all; 1.0 when both are empty."""
+    union = found | reference
+    return len(found & reference) / len(union) if union else 1.0
+
+
+def summarise_predict(runs: dict[str, list[dict]], sents, comparable, reference: str = "nerbook") -> dict:
+    """Per contender: best-of-R seconds, throughput, ratio to ``reference``, span agreement with
+    it (all spans, and those ``comparable`` accepts), peak memory, and entity F1 when ``sents``
+    carry gold tags. Tags and agreement come from each contender's first run."""
+    from nerbook.metrics import entity_scores
+
+    gold = [s.tags for s in sents] if all(s.tags is not None for s in sents) else None
+    ref = entity_set(runs[reference][0]["tags"])
+    ref_same = {e for e in ref if comparable(e)}
+    n_words = sum(len(s.tokens) for s in sents)
+    out: dict[str, dict] = {}
+    for c, rs in runs.items():
+        best = min(r["seconds"] for r in rs)
+        found = entity_set(rs[0]["tags"])
+        found_same = {e for e in found if comparable(e)}
+        mems = [r["peak_mem_mb"] for r in rs if r["peak_mem_mb"] is not None]
+        out[c] = {"seconds": best, "sentences_per_s": len(sents) / best, "words_per_s": n_words / best,
+                  "entities": len(found), "agreement": agreement(found, ref),
+                  "agreement_same_words": agreement(found_same, ref_same),
+                  "spans_same_words": len(found_same | ref_same),
+                  "peak_mem_mb": max(mems) if mems else None, "runs": [r["seconds"] for r in rs]}
+        if gold is not None:
+            out[c]["f1"] = entity_scores(gold, rs[0]["tags"])["overall"]["f1"]
+    for entry in out.values():
+        entry["ratio"] = entry["seconds"] / out[reference]["seconds"]
+    return out
+
+
 def bench_predict(spec: PredictSpec, against: list[str], repeat: int = 1, isolate: bool = True,
                   log=None) -> dict:
     """Tagger vs the pipeline on the same sentences: sentences/s, ratio, agreement (and F1 if tagged)."""
     import torch
 
-    from nerbook.metrics import entity_scores
 
     order = ["nerbook", *[c for c in against if c != "nerbook"]]
     runner = Runner(isolate, ("transformers.pipelines",))
@@ -164,33 +197,15 @@ def bench_predict(spec: PredictSpec, against: list[str], repeat: int = 1, isolat
             if log:
                 log(f"[{r + 1}/{repeat}] {c:<16} {run['seconds']:8.2f} s")
     sents = read_sentences(spec.data, spec.limit)
-    gold = [s.tags for s in sents] if all(s.tags is not None for s in sents) else None
-    reference = entity_set(runs["nerbook"][0]["tags"])
     from transformers import AutoTokenizer
 
     comparable = same_words(single_piece_words(AutoTokenizer.from_pretrained(spec.model, use_fast=True),
-                                                [s.tokens for s in sents]))
-    reference_same = {e for e in reference if comparable(e)}
-    out: dict[str, dict] = {}
+                                               [s.tokens for s in sents]))
+    out = summarise_predict(runs, sents, comparable)
     n_words = sum(len(s.tokens) for s in sents)
-    for c, rs in runs.items():
-        best = min(r["seconds"] for r in rs)
-        found = entity_set(rs[0]["tags"])
-        union = found | reference
-        found_same = {e for e in found if comparable(e)}
-        union_same = found_same | reference_same
-        mems = [r["peak_mem_mb"] for r in rs if r["peak_mem_mb"] is not None]
-        entry = {"seconds": best, "sentences_per_s": len(sents) / best, "words_per_s": n_words / best,
-                 "entities": len(found), "agreement": len(found & reference) / len(union) if union else 1.0,
-                 "agreement_same_words": len(found_same & reference_same) / len(union_same) if union_same else 1.0,
-                 "spans_same_words": len(union_same),
-                 "peak_mem_mb": max(mems) if (mems and isolate) else None,
-                 "runs": [r["seconds"] for r in rs]}
-        if gold is not None:
-            entry["f1"] = entity_scores(gold, rs[0]["tags"])["overall"]["f1"]
-        out[c] = entry
-    for entry in out.values():
-        entry["ratio"] = entry["seconds"] / out["nerbook"]["seconds"]
+    if not isolate:
+        for entry in out.values():
+            entry["peak_mem_mb"] = None
     device = resolve_device(spec.device)
     setup = {"task": "predict", **asdict(spec), "repeat": repeat, "isolated": isolate,
              "model_trained_with": trained_with(spec.model),

@@ -240,7 +240,10 @@ def load_model(name: str, schema: LabelSchema | None = None, *,
     except OSError as e:
         raise ModelLoadError(f"{name}: cannot load safetensors weights ({e})") from None
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
-    require_fast_tokenizer(tokenizer)
+    try:
+        require_fast_tokenizer(tokenizer)
+    except TypeError as e:
+        raise ModelLoadError(f"{name}: {e}") from None
     return model, tokenizer
 
 

@@ -195,6 +195,18 @@ def test_unknown_type_in_dev_file(tmp_path, conll_dir, capsys):
     assert code == 2 and "dev.txt:2: unknown tag 'B-GENRE'" in err
 
 
+@pytest.mark.parametrize("flags, match", [
+    (["--stride", "126"], "--stride 126: must be smaller than --max-length minus the special tokens (126)"),
+    (["--max-length", "2"], "--max-length 2: leaves no room for words"),
+])
+def test_impossible_windows_are_one_line_errors(tmp_path, conll_dir, capsys, flags, match):
+    """The tiny BERT adds [CLS] and [SEP]: a window of 128 holds 126 words' pieces."""
+    code, out, err = run(capsys, "train", "--train", conll_dir, "--model", "tiny", "--out", tmp_path / "o",
+                         "--limit", "8", *flags)
+    assert code == 2 and out == "" and err.startswith(f"nerbook: error: {match}")
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
 def test_a_bug_is_not_bad_input(tmp_path, monkeypatch):
     """Only bad input exits 2 with one line; a TypeError or ValueError raised by nerbook's own
     code is a bug and must surface as one."""

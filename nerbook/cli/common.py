@@ -12,17 +12,17 @@ class CliError(Exception):
     """Bad input, reported as one line ``nerbook: error: ...`` with exit status 2."""
 
 
-def positive(kind=int):
-    """An argparse ``type`` accepting numbers of ``kind`` greater than 0."""
+def positive(kind=int, minimum: int = 1):
+    """An argparse ``type`` accepting numbers of ``kind`` of at least ``minimum`` (> 0 for floats)."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if value < minimum or (kind is float and value <= 0):
+            raise argparse.ArgumentTypeError(f"must be {'> 0' if kind is float or minimum == 1 else f'>= {minimum}'}, got {text}")
         return value
-    parse.__name__ = f"positive {kind.__name__}"
+    parse.__name__ = f"{kind.__name__} >= {minimum}"
     return parse
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from nerbook.cli.common import positive
+from nerbook.cli.common import CliError, positive
 
 
 def add_parser(sub) -> None:
@@ -20,10 +20,10 @@ def add_parser(sub) -> None:
     t.add_argument("--grad-accum", type=positive(int), default=1)
     t.add_argument("--lr", type=positive(float), default=5e-5)
     t.add_argument("--max-length", type=positive(int), default=128, help="window size in subwords")
-    t.add_argument("--stride", type=int, default=32, help="overlap of windows of long sentences")
+    t.add_argument("--stride", type=positive(int, 0), default=32, help="overlap of windows of long sentences")
     t.add_argument("--doc-context", action="store_true", help="fill windows with the document's neighbouring sentences")
     t.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"])
-    t.add_argument("--patience", type=int, default=2, help="early stopping patience in epochs")
+    t.add_argument("--patience", type=positive(int, 0), default=2, help="early stopping patience in epochs")
     t.add_argument("--train-embeddings", action="store_true",
                    help="also train the word embeddings (kept as pretrained by default; always trained for 'tiny')")
     t.add_argument("--no-packing", dest="packing", action="store_false",
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> dict:
     seed_everything(args.seed, deterministic=False)
     train_ds, valid_ds, schema = load_splits(args.train, args.valid, args.limit)
     model, tokenizer = load_model(args.model, schema, texts=train_ds["tokens"], seed=args.seed)
+    check_window(tokenizer, args.max_length, args.stride)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
@@ -68,6 +69,17 @@ def run(args: argparse.Namespace) -> dict:
 
         write_record(args.record, result, [p for p in (args.train, args.valid) if p], kind="train")
     return result
+
+
+def check_window(tokenizer, max_length: int, stride: int) -> None:
+    """``--stride`` must leave room for new words in every window of ``--max-length`` subwords."""
+    from nerbook.align import special_template
+
+    budget = max_length - sum(len(part) for part in special_template(tokenizer))
+    if budget < 1:
+        raise CliError(f"--max-length {max_length}: leaves no room for words after the special tokens")
+    if stride >= budget:
+        raise CliError(f"--stride {stride}: must be smaller than --max-length minus the special tokens ({budget})")
 
 
 def show(r: dict) -> None:

@@ -259,12 +259,12 @@ def conll_lines(
 def write_conll(
     path: str | os.PathLike,
     sentences: Sequence[Sequence[str]],
-    tags: Sequence[Sequence[str]] | None = None,
-    *more_columns: Sequence[Sequence[str]],
+    *columns: Sequence[Sequence[str]],
     doc_ids: Sequence[int] | None = None,
 ) -> None:
-    """Write words (and tag columns) as CoNLL: see :func:`conll_lines`."""
-    columns = [c for c in (tags, *more_columns) if c is not None]
+    """Write words and their columns as CoNLL (see :func:`conll_lines`): ``write_conll(p, words,
+    tags)``, or ``write_conll(p, words, pos, chunk, tags)``: the tag column last, where
+    :func:`read_conll_sentences` reads it."""
     with open(path, "w", encoding="utf-8") as f:
         for line in conll_lines(sentences, *columns, doc_ids=doc_ids):
             f.write(line + "\n")

@@ -42,12 +42,15 @@ def entity_scores(y_true: Tags, y_pred: Tags, mode: str | None = None) -> dict:
     _check(y_true, y_pred)
     if mode not in (None, "strict"):
         raise ValueError(f"mode must be None (conlleval) or 'strict', got {mode!r}")
+    zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    if not any(t != "O" for s in [*y_true, *y_pred] for t in s):  # no entity at all: nothing to average
+        return {"overall": dict(zero), "macro": dict(zero), "per_type": {}}
     kw = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
     rep = _seqeval_report([list(s) for s in y_true], [list(s) for s in y_pred], output_dict=True,
                           zero_division=0, **kw)
     per_type = {k: _prf(v) for k, v in rep.items() if not k.endswith(" avg")}
-    overall = _prf(rep["micro avg"]) if "micro avg" in rep else {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    macro = _prf(rep["macro avg"]) if "macro avg" in rep else dict(overall)
+    overall = _prf(rep["micro avg"]) if "micro avg" in rep else dict(zero)
+    macro = _prf(rep["macro avg"]) if per_type else dict(zero)
     return {"overall": overall, "macro": macro, "per_type": per_type}
 
 

@@ -105,6 +105,55 @@ def test_long_sentence_every_word_once(tiny_tokenizer):
         assert win[k]["word_index"][p] == w
 
 
+def test_merge_takes_each_word_from_the_window_where_it_has_most_context():
+    """Two windows of a 6-word sentence overlap on words 2 and 3 and disagree there. Positions
+    hold word indices (-1: [CLS], [SEP], a later subword); a word's context is counted in
+    positions from the window's first and last word."""
+    win_a = [-1, 0, 1, -1, 2, 3, -1]  # word 1 has two subwords; word 2: 3 left, 1 right; word 3: 4, 0
+    win_b = [-1, 2, 3, 4, 5, -1]      # word 2: 0 left, 3 right; word 3: 1 left, 2 right
+    values = [[f"a{w}" if w >= 0 else None for w in win_a], [f"b{w}" if w >= 0 else None for w in win_b]]
+    expected = ["a0", "a1", "a2", "b3", "b4", "b5"]  # word 2 from a (margin 1 vs 0), word 3 from b
+    assert merge_windows([0, 0], [win_a, win_b], [6], values) == [expected]
+    assert merge_windows([0, 0], [win_b, win_a], [6], values[::-1]) == [expected]  # not by order
+    # a second sentence between the two: values go to the sentence each window belongs to
+    other = [-1, 0, 1, -1]
+    assert merge_windows([0, 1, 0], [win_a, other, win_b], [6, 2], [values[0], ["x", "c0", "c1", "x"], values[1]]) == [
+        expected, ["c0", "c1"]]
+
+
+def test_doc_context_comes_from_the_same_document_only(tiny_tokenizer, synth):
+    """Each window is [CLS] left + sentence + right [SEP], where left ends the sentences before it
+    in its document and right starts those after it: nothing from a neighbouring document."""
+    words = [s for s in synth["train"]["tokens"][:40] if len(s) <= 12][:7]
+    doc_ids = [5, 5, 5, 2, 2, 2, 9]
+    ds = sentences_to_dataset([Sentence(w, None, d, 0) for w, d in zip(words, doc_ids)], CONLL2003)
+    max_length = 64
+    win = encode_windows(ds, tiny_tokenizer, WindowConfig(max_length, 16, doc_context=True))
+    assert win["sentence"] == list(range(7))  # one window per sentence: they all fit
+    own = [tiny_tokenizer(w, is_split_into_words=True, add_special_tokens=False)["input_ids"] for w in words]
+    docs = {d: [i for i in range(7) if doc_ids[i] == d] for d in doc_ids}  # sentences of each document
+    with_context = 0
+    for i, row in enumerate(win):
+        ids = row["input_ids"]
+        assert ids[0] == tiny_tokenizer.cls_token_id and ids[-1] == tiny_tokenizer.sep_token_id
+        assert len(ids) <= max_length
+        before = [t for j in docs[doc_ids[i]] if j < i for t in own[j]]
+        after = [t for j in docs[doc_ids[i]] if j > i for t in own[j]]
+        body, n = ids[1:-1], len(own[i])
+        # where the sentence sits in the window: what precedes it must end `before`, what
+        # follows it must start `after`
+        fits = [k for k in range(len(body) - n + 1) if body[k:k + n] == own[i]
+                and body[:k] == before[len(before) - k:] and body[k + n:] == after[:len(body) - k - n]]
+        assert fits, f"sentence {i} (doc {doc_ids[i]}): context that is not from its document"
+        k = fits[0]
+        assert (k > 0) == bool(before) and (k + n < len(body)) == bool(after), i  # context where there is some
+        with_context += k > 0 or k + n < len(body)
+        first = [p for p, w in enumerate(row["word_index"]) if w >= 0]
+        assert [row["word_index"][p] for p in first] == list(range(len(words[i])))  # labels: the sentence only
+        assert first[0] == 1 + k
+    assert with_context == 6  # all but the sentence of document 9, alone in it
+
+
 def test_merge_raises_when_a_word_is_missing():
     with pytest.raises(RuntimeError, match="got no prediction"):
         merge_windows([0], [[-1, 0, -1]], [2], [[None, 1, None]])

@@ -91,6 +91,24 @@ def test_schema_b_to_i_from_names_not_parity():
         CONLL2003.encode(["B-FOO"])
 
 
+def test_schema_validation_and_b_to_i_by_name():
+    with pytest.raises(ValueError, match="duplicate tag names"):
+        LabelSchema(("O", "B-PER", "I-PER", "B-PER"))
+    for bad in ("B_PER", "X-PER", "B-", "o", "", "BPER", "O-PER", "PER"):
+        with pytest.raises(ValueError, match="is not 'O' or PREFIX-TYPE"):
+            LabelSchema(("O", bad))
+    # B-X -> I-X by name, wherever the two sit; a B- with no I- of its type maps to nothing
+    schema = LabelSchema(["I-LOC", "O", "B-MISC", "B-LOC", "B-ORG", "I-ORG"])
+    assert schema.names == ("I-LOC", "O", "B-MISC", "B-LOC", "B-ORG", "I-ORG")
+    assert schema.b_to_i == {3: 0, 4: 5}
+    assert schema.encode(["O", "B-LOC", "I-LOC"]) == [1, 3, 0]
+    bioes = LabelSchema.from_types(["PER", "LOC"], scheme="bioes")
+    assert {bioes.names[b]: bioes.names[i] for b, i in bioes.b_to_i.items()} == {"B-PER": "I-PER", "B-LOC": "I-LOC"}
+    # from_tags: CoNLL's types first in CoNLL's order, then the others sorted
+    assert LabelSchema.from_tags(["B-ZOO", "O", "I-LOC", "B-ANIMAL", "B-PER"]).names == (
+        "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ANIMAL", "I-ANIMAL", "B-ZOO", "I-ZOO")
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     p = write(tmp_path, "EU NNP B-NP B-ORG\nrejects VBZ O\n")
     with pytest.raises(ConllFormatError, match=r"f\.txt:2: expected 4 columns.*found 3"):
@@ -136,6 +154,29 @@ def test_write_read_roundtrip(tmp_path, synth):
     assert back["tokens"] == ds["tokens"]
     assert tag_names(back) == tag_names(ds)
     assert back["doc_id"] == [d - ds["doc_id"][0] for d in ds["doc_id"]]
+
+
+def test_write_read_roundtrip_with_extra_columns(tmp_path):
+    """Four columns as CoNLL-2003 has them (word POS chunk tag): the columns are written in the
+    order given, so the tag column goes last, where the reader takes it from."""
+    words = [["EU", "rejects", "German", "call"], ["Peter", "Blackburn"], ["BRUSSELS", "1996-08-22"]]
+    pos = [["NNP", "VBZ", "JJ", "NN"], ["NNP", "NNP"], ["NNP", "CD"]]
+    chunk = [["B-NP", "B-VP", "B-NP", "I-NP"], ["B-NP", "I-NP"], ["B-NP", "I-NP"]]
+    tags = [["B-ORG", "O", "B-MISC", "O"], ["B-PER", "I-PER"], ["B-LOC", "O"]]
+    path = tmp_path / "four.txt"
+    write_conll(path, words, pos, chunk, tags, doc_ids=[7, 7, 9])
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert "EU NNP B-NP B-ORG" in lines and "1996-08-22 CD I-NP O" in lines
+    assert sum(line.startswith("-DOCSTART-") for line in lines) == 2
+    back = read_conll_sentences(path)
+    assert [s.tokens for s in back] == words
+    assert [s.tags for s in back] == tags
+    assert [s.columns for s in back] == [[[w, p, c, t] for w, p, c, t in zip(*cols)]
+                                         for cols in zip(words, pos, chunk, tags)]
+    assert [s.doc_id for s in back] == [0, 0, 1]
+    assert [s.tokens for s in read_conll_sentences(path, with_tags=False)] == words
+    ds = read_conll(path)
+    assert tag_names(ds) == tags and ds["tokens"] == words
 
 
 def test_load_local(conll_dir, synth):
@@ -200,3 +241,34 @@ def test_synthetic_is_seeded_and_holds_out_names():
     words = {w for s in a["train"]["tokens"] for w in s}
     assert any(not w.isascii() for w in words)  # names from several locales
     assert max(len(s) for s in synthetic_conll(600, 0, 0, seed=0)["train"]["tokens"]) > 128
+
+
+def test_load_splits_folder_file_dev_and_limit(conll_dir, tmp_path):
+    from nerbook.data import CONLL2003, load_splits
+
+    train, valid, schema = load_splits(conll_dir)
+    assert schema == CONLL2003 and valid is not None and len(train) > 8
+    n_valid = len(valid)
+    train, valid, _ = load_splits(conll_dir / "train.txt", limit=8)
+    assert len(train) == 8 and valid is None  # a file: no dev set unless named
+    (tmp_path / "dev.txt").write_text("Paris B-LOC\nrocks O\n")
+    _, valid, _ = load_splits(conll_dir, tmp_path / "dev.txt")
+    assert len(valid) == 1 != n_valid and valid["tokens"] == [["Paris", "rocks"]]
+    with pytest.raises(FileNotFoundError, match="nope: no such file or folder"):
+        load_splits(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="none of train.txt"):
+        load_splits(tmp_path / "empty")
+    (tmp_path / "dev.txt").write_text("Paris B-LOC\nrocks B-GENRE\n")
+    with pytest.raises(ConllFormatError, match=r"dev\.txt:2: unknown tag 'B-GENRE'"):
+        load_splits(conll_dir, tmp_path / "dev.txt")
+
+
+def test_conll_lines_docstart_columns():
+    from nerbook.data import conll_lines
+
+    words, pos, tags = [["a"], ["b"]], [["DT"], ["NN"]], [["O"], ["B-PER"]]
+    assert list(conll_lines(words, tags, doc_ids=[0, 1])) == [
+        "-DOCSTART- O", "", "a O", "", "-DOCSTART- O", "", "b B-PER", ""]
+    assert list(conll_lines(words, pos, tags, doc_ids=[5, 5]))[:4] == ["-DOCSTART- -X- O", "", "a DT O", ""]
+    assert list(conll_lines(words)) == ["a", "", "b", ""]

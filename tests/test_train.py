@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -70,9 +72,22 @@ def test_linear_warmup_then_decay():
 
 def test_precision_choice():
     assert resolve_precision("no", "cpu") == "no"
-    assert resolve_precision("auto", "cpu") in ("bf16", "no")
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    assert resolve_precision("fp16", "cuda") == "fp16"
+    assert resolve_precision("auto", "mps") == "no"
     with pytest.raises(ValueError):
         resolve_precision("fp8", "cpu")
+
+
+def test_auto_precision_on_cpu_follows_the_cpu_flags():
+    """bf16 exactly where the CPU computes it natively: the flags avx512_bf16 or amx_bf16."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to read the CPU flags from")
+    flags = {f for line in cpuinfo.read_text().splitlines() if line.startswith("flags")
+             for f in line.split(":", 1)[1].split()}
+    expected = "bf16" if flags & {"avx512_bf16", "amx_bf16"} else "no"
+    assert resolve_precision("auto", "cpu") == expected, f"CPU flags say {expected}"
 
 
 def test_nan_loss_stops_with_a_message(synth):
@@ -93,7 +108,36 @@ def test_checkpoint_is_safetensors_with_labels(tmp_path, synth):
     assert not any(f.endswith((".bin", ".pt", ".pth")) for f in files)
     reloaded, _ = load_model(str(tmp_path / "best"))
     assert reloaded.config.id2label == dict(enumerate(CONLL2003.names))
-    assert 0.0 <= res.best_f1 <= 1.0 and res.history["epochs"][0]["dev_f1"] == res.best_f1
+    meta = json.loads((tmp_path / "best" / "nerbook.json").read_text())
+    assert meta["epoch"] == res.best_epoch == 1 and meta["dev_f1"] == res.best_f1
+    assert (meta["max_length"], meta["stride"]) == (QUIET["max_length"], QUIET["stride"])
+
+
+@pytest.mark.parametrize("to_disk", [False, True])
+def test_best_epoch_is_kept_and_returned(tmp_path, synth, to_disk):
+    """best_f1/best_epoch are the max/argmax of the epochs' dev F1, and the returned model (kept
+    in memory, or reloaded from OUT/best) is that epoch's: it scores best_f1 again.
+
+    The learning rate rises (warm-up over the whole run) to 0.05, too high for the last epochs:
+    dev F1 peaks at epoch 2 then falls (measured 0.050, 0.183, 0.147, 0.000), so the best
+    epoch is neither the first nor the last."""
+    model, tok = tiny(synth, seed=1)
+    valid = synth["valid"].select(range(48))
+    cfg = TrainConfig(epochs=4, batch_size=16, lr=0.05, warmup_ratio=1.0, patience=None,
+                      mixed_precision="no", seed=1, **QUIET)
+    res = train(model, tok, synth["train"].select(range(192)), valid, cfg,
+                out_dir=tmp_path if to_disk else None)
+    f1 = [r["dev_f1"] for r in res.history["epochs"]]
+    assert len(f1) == 4
+    assert 1 < f1.index(max(f1)) + 1 < 4, f"dev F1 {f1}: this run no longer peaks mid-way; pick another seed/lr"
+    assert res.best_f1 == max(f1) and res.best_epoch == f1.index(max(f1)) + 1
+    assert f1[-1] < res.best_f1
+    assert evaluate(res.model, tok, valid, cfg)["overall"]["f1"] == res.best_f1
+    if to_disk:
+        meta = json.loads((tmp_path / "best" / "nerbook.json").read_text())
+        assert (meta["epoch"], meta["dev_f1"]) == (res.best_epoch, res.best_f1)
+        reloaded, _ = load_model(str(tmp_path / "best"))
+        assert evaluate(reloaded, tok, valid, cfg)["overall"]["f1"] == res.best_f1
 
 
 def test_resume_reproduces_an_uninterrupted_run(tmp_path, synth):

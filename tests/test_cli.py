@@ -241,3 +241,20 @@ def test_predict_checkpoint_without_labels(tmp_path, synth, capsys):
     (tmp_path / "in.txt").write_text("Hello world\n")
     code, _, err = run(capsys, "predict", "--model", tmp_path / "m", "--input", tmp_path / "in.txt")
     assert code == 2 and "no label names" in err
+
+
+@pytest.mark.parametrize("flag, value, ok", [
+    ("--lr", "3e-3", True), ("--lr", "0", False), ("--lr", "nan", False), ("--lr", "-1e-5", False),
+    ("--epochs", "1", True), ("--epochs", "0", False), ("--epochs", "1.5", False),
+    ("--stride", "0", True), ("--stride", "-1", False), ("--patience", "0", True), ("--patience", "-2", False),
+])
+def test_number_arguments(flag, value, ok, capsys):
+    from nerbook.cli import build_parser
+
+    argv = ["train", "--train", "x", "--out", "y", flag, value]
+    if ok:
+        assert getattr(build_parser().parse_args(argv), flag[2:]) == float(value)
+    else:
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(argv)
+        assert e.value.code == 2 and f"argument {flag}: " in capsys.readouterr().err

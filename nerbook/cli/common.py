@@ -19,10 +19,12 @@ def positive(kind=int, minimum: int = 1):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if value < minimum or (kind is float and value <= 0):
-            raise argparse.ArgumentTypeError(f"must be {'> 0' if kind is float or minimum == 1 else f'>= {minimum}'}, got {text}")
+        if kind is float and not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if kind is not float and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
         return value
-    parse.__name__ = f"{kind.__name__} >= {minimum}"
+    parse.__name__ = f"{kind.__name__} > 0" if kind is float else f"{kind.__name__} >= {minimum}"
     return parse
 
 

@@ -107,26 +107,44 @@ class Sentence:
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """The lines of a UTF-8 text file; bytes that are not UTF-8 raise :class:`ConllFormatError`
-    naming the file and line."""
+    """The lines of a UTF-8 text file, split at ``\n`` only (``\r\n`` too, but not at U+2028,
+    U+0085 or form feeds, which may sit inside a line), without a leading byte-order mark.
+
+    A missing file, a folder or an unreadable file raises ``FileNotFoundError``; bytes that are
+    not UTF-8 raise :class:`ConllFormatError`; both name the file (and line).
+    """
     path = Path(path)
-    raw = path.read_bytes()
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: is a folder, not a file")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read it ({e.strerror})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConllFormatError(f"{path}:{line}: not valid UTF-8 (byte 0x{raw[e.start]:02x})") from None
-    return text.splitlines()
+    lines = text.removeprefix("\ufeff").split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return [line.removesuffix("\r") for line in lines]
 
 
-def _check_word_line(cols: list[str], n_cols: int, schema: LabelSchema | None, where: str, line: str) -> None:
-    """Raise :class:`ConllFormatError` at ``where`` (``file:line``) unless a tagged word line has
-    ``n_cols`` (>= 2) columns and ends with a well-formed tag of the schema."""
-    if n_cols < 2:
+def _check_word_line(cols: list[str], n_cols: int, schema: LabelSchema | None, where: str, line: str,
+                     with_tags: bool = True) -> None:
+    """Raise :class:`ConllFormatError` at ``where`` (``file:line``) unless a word line has
+    ``n_cols`` columns like the file's first and, ``with_tags``, at least 2 of them, the last a
+    well-formed tag of the schema."""
+    if with_tags and n_cols < 2:
         raise ConllFormatError(f"{where}: expected at least 2 columns (word ... tag), found 1: {line!r}")
     if len(cols) != n_cols:
         raise ConllFormatError(f"{where}: expected {n_cols} columns like the first word line, "
                                f"found {len(cols)}: {line!r}")
+    if not with_tags:
+        return
     try:
         _, typ = check_tag(cols[-1])
     except ValueError as e:
@@ -150,8 +168,6 @@ def read_conll_sentences(
     document. Problems raise :class:`ConllFormatError` naming ``file:line``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConllFormatError(f"{path}: no such file")
     lines = read_lines(path)
     sentences: list[Sentence] = []
     doc_id, n_cols = 0, None
@@ -183,8 +199,7 @@ def read_conll_sentences(
                 seen_doc_content = False
             continue
         n_cols = n_cols or len(cols)
-        if with_tags:
-            _check_word_line(cols, n_cols, schema, f"{path}:{lineno}", line)
+        _check_word_line(cols, n_cols, schema, f"{path}:{lineno}", line, with_tags)
         if not cur:
             start = lineno
         cur.append(cols)

@@ -23,6 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 
 from nerbook.align import require_fast_tokenizer
 from nerbook.data import LabelSchema
@@ -100,7 +101,6 @@ def train_wordpiece(texts: Iterable[Sequence[str]], vocab_size: int = 400, lower
         normalizers,
         pre_tokenizers,
         processors,
-        trainers,
     )
     from transformers import PreTrainedTokenizerFast
 
@@ -109,13 +109,8 @@ def train_wordpiece(texts: Iterable[Sequence[str]], vocab_size: int = 400, lower
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase, strip_accents=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=1,
-                                        show_progress=False)
-    tok.train_from_iterator((" ".join(words) for words in texts), trainer=trainer)
-    # The trainer numbers pieces of equal frequency in hash-map order, which changes from run to
-    # run: renumber them (specials first, then sorted) so that the same texts give the same ids.
-    pieces = tok.get_vocab()
-    ordered = specials + sorted(set(pieces) - set(specials))
+    pieces = _wordpiece_vocab(tok, texts, vocab_size, specials)
+    ordered = specials + sorted(set(pieces) - set(specials))  # ids: specials first, then sorted
     tok.model = models.WordPiece({p: i for i, p in enumerate(ordered)}, unk_token="[UNK]")
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
@@ -124,6 +119,41 @@ def train_wordpiece(texts: Iterable[Sequence[str]], vocab_size: int = 400, lower
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
         sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+
+
+def _wordpiece_vocab(tok, texts: Iterable[Sequence[str]], vocab_size: int, specials: list[str]) -> list[str]:
+    """The pieces HF's WordPiece trainer learns on ``texts`` (normalised and split by ``tok``),
+    the same in every process.
+
+    The trainer (BPE merges, then ``##`` for pieces inside a word) breaks ties between pairs of
+    equal count by the ids of their symbols, and numbers the ``##x`` symbols in the iteration
+    order of a Rust hash map, which is seeded anew in every process (``PYTHONHASHSEED`` and
+    ``TOKENIZERS_PARALLELISM`` do not reach it). Two ties that overlap (``n c e``: ``##nc`` or
+    ``##ce``) then gave different vocabularies in different processes. Here every character
+    inside a word is first renamed to a private-use character of its own, numbered in sorted
+    order, and the plain BPE trainer (no ``##``, whose alphabet it numbers in sorted order)
+    learns the merges: every id, hence every tie-break, is fixed by the text alone.
+    """
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    words: Counter = Counter()
+    for sentence in texts:
+        text = tok.normalizer.normalize_str(" ".join(sentence))
+        words.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(text))
+    chars = {c for w in words for c in w}
+    inner = sorted({c for w in words for c in w[1:]})
+    free = (chr(c) for c in range(0xF0000, 0x10FFFE) if chr(c) not in chars and c & 0xFFFF < 0xFFFE)
+    rename = dict(zip(inner, free))  # inside-word character -> its private-use stand-in
+    back = {v: k for k, v in rename.items()}
+    bare = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bare.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, min_frequency=1,
+                                  initial_alphabet=sorted(chars), show_progress=False)  # as WordPiece's
+    marked = (w[0] + "".join(rename[c] for c in w[1:]) for w, n in sorted(words.items()) for _ in range(n))
+    bare.train_from_iterator(marked, trainer=trainer)
+    return [("##" if p[0] in back else "") + "".join(back.get(c, c) for c in p) for p in bare.get_vocab()]
 
 
 def tiny_config(vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 2,
@@ -177,6 +207,9 @@ def resolve_model_path(name: str) -> str:
         return str(offline_model_path())
     p = Path(name).expanduser()
     if p.exists():
+        if (p / "best" / "config.json").is_file() and not (p / "config.json").is_file():
+            raise ModelLoadError(f"{p}: a training run's folder, not a model: use {p / 'best'} "
+                                 f"(the best model) or {p / 'last'} (the last epoch's)")
         if not (p / "config.json").is_file():
             raise ModelLoadError(f"{p}: not a model folder (no config.json)")
         return str(p)
@@ -237,8 +270,10 @@ def load_model(name: str, schema: LabelSchema | None = None, *,
             model = AutoModelForTokenClassification.from_pretrained(
                 path, use_safetensors=True, trust_remote_code=False,
                 ignore_mismatched_sizes=not same_head, **kwargs)
-    except OSError as e:
-        raise ModelLoadError(f"{name}: cannot load safetensors weights ({e})") from None
+    except (OSError, RuntimeError, SafetensorError) as e:  # missing, truncated, or of another shape
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = "; do config.json's labels match the classifier's size?" if "mismatched" in first else ""
+        raise ModelLoadError(f"{name}: cannot load the weights in {path} ({type(e).__name__}: {first}){hint}") from None
     tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True, trust_remote_code=False)
     try:
         require_fast_tokenizer(tokenizer)
@@ -261,15 +296,53 @@ def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> in
 
 
 def save_checkpoint(model, tokenizer, out: str | os.PathLike, extra: dict | None = None) -> Path:
-    """Save weights (safetensors), tokenizer, and ``nerbook.json`` with label names and ``extra``."""
+    """Save weights (safetensors), tokenizer, and ``nerbook.json`` with label names and ``extra``,
+    all at once (:func:`atomic_folder`): a kill while saving leaves the previous ``out`` whole.
+    The new folder replaces ``out`` as a whole: other files in an existing ``out`` go with it."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with quiet_transformers():
-        model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    meta = {"labels": list(schema_of_model(model).names), **(extra or {})}
-    (out / "nerbook.json").write_text(json.dumps(meta, indent=2))
+    with atomic_folder(out) as tmp:
+        write_checkpoint(model, tokenizer, tmp, extra)
     return out
+
+
+def write_checkpoint(model, tokenizer, folder: Path, extra: dict | None = None) -> None:
+    """The files of :func:`save_checkpoint`, written into ``folder`` as they come."""
+    with quiet_transformers():
+        model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    meta = {"labels": list(schema_of_model(model).names), **(extra or {})}
+    (folder / "nerbook.json").write_text(json.dumps(meta, indent=2))
+
+
+@contextlib.contextmanager
+def atomic_folder(out: str | os.PathLike) -> Iterator[Path]:
+    """Write the folder ``out`` all at once: fill the empty temporary sibling this yields; on
+    success it replaces ``out`` (the old folder renamed away, the new one renamed in, the old one
+    deleted); on an error it is deleted and ``out`` stays as it was. A kill at any point leaves a
+    whole ``out``, old or new; a kill between the two renames leaves the old one as
+    ``.NAME.old-PID``, which the next call renames back."""
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(out.parent.glob(f".{out.name}.old-*")):
+        if out.exists():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.rename(out)
+    for stale in out.parent.glob(f".{out.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp, old = (out.parent / f".{out.name}.{kind}-{os.getpid()}" for kind in ("tmp", "old"))
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:

@@ -9,7 +9,9 @@ one step further: raw text in, entity spans with character offsets out.
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,16 +25,30 @@ from nerbook.metrics import entity_scores, spans, token_scores
 from nerbook.model import load_model, read_checkpoint_meta, schema_of_model
 from nerbook.runtime import resolve_device
 
-_WORD_RE = re.compile(r"\w+(?:[-'’]\w+)*|\S")
+
+@functools.cache
+def _word_re() -> re.Pattern:
+    """Words: letters and digits with their combining marks (a decomposed ``é``, Devanagari
+    vowel signs), joined by ``-``/``'``; else one visible character with its marks, emoji
+    modifiers and zero-width-joined followers (``👍🏽``, ``👩‍💻``), or a flag (two regional
+    indicators)."""
+    planes = (*range(0x20000), *range(0xE0100, 0xE01F0))  # every mark is in planes 0-1 or these selectors
+    marks = "".join(chr(c) for c in planes if unicodedata.category(chr(c)).startswith("M"))
+    m = re.escape(marks) + "\U0001F3FB-\U0001F3FF"  # marks, and the emoji skin-tone modifiers
+    word = rf"[\w{m}]+(?:[-'’][\w{m}]+)*"
+    flag = "[\U0001F1E6-\U0001F1FF]{2}"
+    symbol = rf"\S[{m}]*(?:\u200d\S[{m}]*)*"
+    return re.compile(f"{word}|{flag}|{symbol}")
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
     """Split raw text into words with character offsets: ``(word, start, end)``.
 
-    Letters/digits (any script) form words; every other visible character (punctuation,
-    emoji) is a word of its own. Offsets index the original string.
+    Letters/digits (any script, with their combining marks) form words; every other visible
+    character (punctuation, an emoji with its modifiers, a flag) is a word of its own. Offsets
+    index the original string.
     """
-    return [(m.group(), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
+    return [(m.group(), m.start(), m.end()) for m in _word_re().finditer(text)]
 
 
 @dataclass(frozen=True)

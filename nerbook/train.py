@@ -11,7 +11,6 @@ as safetensors with its tokenizer and label names.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from nerbook.batching import (
     real_tokens,
     token_collator,
 )
+from nerbook.checkpoint import load_state, save_state
 from nerbook.data import schema_of
 from nerbook.model import count_parameters, save_checkpoint
 from nerbook.predict import Tagger
@@ -212,7 +212,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total, every=acc.num_processes)
     model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
 
-    start_epoch, bad_epochs = (0, 0) if resume_from is None else _load_state(
+    start_epoch, bad_epochs = (0, 0) if resume_from is None else load_state(
         Path(resume_from), acc.unwrap_model(model), optimizer, scheduler, result)
     out = Path(out_dir) if out_dir else None
     meta = {"max_length": cfg.max_length, "stride": cfg.stride, "doc_context": cfg.doc_context, "train_config": asdict(cfg)}
@@ -229,7 +229,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
             bad_epochs = 0 if improved else bad_epochs + 1
         result.history["epochs"].append(record)
         if out is not None and acc.is_main_process:
-            _save_state(out / "last", unwrapped, tokenizer, optimizer, scheduler, epoch, bad_epochs, result, meta)
+            save_state(out / "last", unwrapped, tokenizer, optimizer, scheduler, epoch, bad_epochs, result, meta)
         if acc.is_main_process and cfg.progress:
             print(epoch_summary(record, result, bad_epochs, cfg.patience))
         if valid_ds is not None and cfg.patience is not None and bad_epochs >= cfg.patience:
@@ -346,27 +346,3 @@ def _check_finite(value: float, step: int) -> None:
     if not math.isfinite(value):
         raise TrainingDiverged(f"the training loss is {value} at step {step}: training stopped. "
                                "Lower the learning rate, check the labels, or use bf16 instead of fp16.")
-
-
-def _save_state(path: Path, model, tokenizer, optimizer, scheduler, epoch: int, bad_epochs: int,
-                result: TrainResult, meta: dict) -> None:
-    save_checkpoint(model, tokenizer, path, {**meta, "epoch": epoch + 1})
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "epoch": epoch, "bad_epochs": bad_epochs}, path / "train_state.pt")
-    (path / "history.json").write_text(json.dumps({"history": result.history, "best_f1": result.best_f1,
-                                                   "best_epoch": result.best_epoch}))
-
-
-def _load_state(path: Path, model, optimizer, scheduler, result: TrainResult) -> tuple[int, int]:
-    """Restore weights (safetensors) and optimizer/scheduler state (``weights_only`` load)."""
-    from safetensors.torch import load_file
-
-    if not (path / "train_state.pt").is_file():
-        raise FileNotFoundError(f"{path}: no train_state.pt to resume from (use OUT/last)")
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-    state = torch.load(path / "train_state.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    saved = json.loads((path / "history.json").read_text())
-    result.history, result.best_f1, result.best_epoch = saved["history"], saved["best_f1"], saved["best_epoch"]
-    return state["epoch"] + 1, state["bad_epochs"]

@@ -138,7 +138,7 @@ def test_non_utf8_names_line(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ConllFormatError, match="no such file"):
+    with pytest.raises(FileNotFoundError, match="no such file"):
         read_conll_sentences(tmp_path / "nope.txt")
 
 

@@ -37,6 +37,10 @@ def score_files(gold: str, pred: str, mode: str | None = None) -> dict:
         if len(a.tokens) != len(b.tokens):
             raise CliError(f"{pred}:{b.line}: sentence has {len(b.tokens)} words but the gold "
                            f"sentence at {gold}:{a.line} has {len(a.tokens)}")
+        for j, (u, v) in enumerate(zip(a.tokens, b.tokens)):
+            if u != v:  # the files must hold the same words: scores of other words mean nothing
+                raise CliError(f"{pred}:{b.line + j}: word {v!r} but the gold file has {u!r} "
+                               f"at {gold}:{a.line + j}")
     gt, pt = [s.tags for s in g], [s.tags for s in p]
     out = entity_scores(gt, pt, mode=mode)
     out["token_level"] = token_scores(gt, pt)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,20 +27,42 @@ def add_parser(sub) -> None:
 
 
 def detect_format(path: Path) -> str:
-    """``conll`` for ``.conll/.iob/.bio`` files, ``-DOCSTART-`` files, or files whose non-blank
-    lines all have the same number (>= 2) of columns; ``text`` otherwise."""
+    """``conll`` for ``.conll/.iob/.bio`` files, files that start with ``-DOCSTART-``, and files
+    whose first line has a word and at least one more column, the last a tag (``O``,
+    ``B-PER``, ...); ``text`` otherwise: ``Barack Obama`` is text, ``Obama B-PER`` CoNLL.
+
+    A CoNLL file with a malformed line later on is still CoNLL: the reader names the line.
+    """
     from nerbook.data import DOCSTART, ConllFormatError, read_lines
+    from nerbook.schemes import TAG_RE
 
     if path.suffix.lower() in CONLL_SUFFIXES:
         return "conll"
     try:
-        lines = [ln.split() for ln in read_lines(path) if ln.strip()]
+        first = next((ln.split() for ln in read_lines(path) if ln.strip()), [])
     except ConllFormatError:
         return "conll"  # let the CoNLL reader report the bad line
-    if lines and lines[0][0] == DOCSTART:
+    if first[:1] == [DOCSTART]:
         return "conll"
-    widths = {len(ln) for ln in lines}
-    return "conll" if len(widths) == 1 and widths.pop() >= 2 else "text"
+    return "conll" if len(first) >= 2 and TAG_RE.match(first[-1]) else "text"
+
+
+def open_output(path: str | None):
+    """Where predictions go: stdout, or a temporary file beside ``path`` that :func:`run`
+    renames into place when every prediction is written (a crash leaves ``path`` untouched).
+    Checked before any work: ``path`` must not be a folder and its folder must exist."""
+    if path is None:
+        return sys.stdout, None
+    out = Path(path)
+    if out.is_dir():
+        raise CliError(f"--output {out}: is a folder; name a file")
+    if not out.parent.is_dir():
+        raise CliError(f"--output {out}: the folder {out.parent} does not exist")
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        return open(tmp, "w", encoding="utf-8"), tmp
+    except OSError as e:
+        raise CliError(f"--output {out}: cannot write there ({e.strerror})") from None
 
 
 def tag_conll(tagger, sents, keep_docstart: bool, out) -> dict:
@@ -70,22 +93,27 @@ def run(args: argparse.Namespace) -> dict:
     from nerbook.predict import Tagger
 
     inp = Path(args.input)
-    if not inp.is_file():
-        raise CliError(f"--input {inp}: no such file")
-    fmt = args.format if args.format != "auto" else detect_format(inp)
     lines = read_lines(inp)  # bad input fails here, before the model loads
+    fmt = args.format if args.format != "auto" else detect_format(inp)
     sents = read_conll_sentences(inp, with_tags=False) if fmt == "conll" else None
-    tagger = Tagger.from_checkpoint(args.model, batch_size=args.batch_size)
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    if sents is None and not any(line.strip() for line in lines):
+        raise CliError(f"{inp}: no text (the file is empty or holds only blank lines)")
+    out, tmp = open_output(args.output)
     try:
+        tagger = Tagger.from_checkpoint(args.model, batch_size=args.batch_size)
         if sents is not None:
             keep_docstart = any(line.split()[:1] == [DOCSTART] for line in lines)
             summary = tag_conll(tagger, sents, keep_docstart, out)
         else:
             summary = tag_text(tagger, lines, out)
-    finally:
-        if args.output:
+    except BaseException:
+        if tmp is not None:
             out.close()
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp is not None:
+        out.close()
+        os.replace(tmp, args.output)
     summary["output"] = args.output or "-"
     return summary
 

@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     t.add_argument("--train", required=True, help="CoNLL file, or folder with train.txt (and valid.txt)")
     t.add_argument("--valid", help="CoNLL dev file (default: valid.txt next to train.txt when --train is a folder)")
     t.add_argument("--model", default="offline", help="hub id, local folder, 'offline' (MiniLM-L6) or 'tiny'")
-    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--out", required=True,
+                   help="output folder (best/ and last/ go there); must be new or empty, unless --overwrite or --resume")
     t.add_argument("--epochs", type=positive(int), default=3)
     t.add_argument("--batch-size", type=positive(int), default=16)
     t.add_argument("--grad-accum", type=positive(int), default=1)
@@ -33,21 +34,34 @@ def add_parser(sub) -> None:
                         "which tags every piece the tokenizer splits a word into)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=positive(int), help="use the first N training sentences")
-    t.add_argument("--resume", help="resume from OUT/last of an earlier run")
+    again = t.add_mutually_exclusive_group()
+    again.add_argument("--resume", metavar="OUT/last",
+                       help="continue an interrupted run from its OUT/last folder (its model, tokenizer and "
+                            "labels; --model is not read): training restarts at the epoch boundary after the "
+                            "last finished epoch, and with the same other arguments ends as the run would have")
+    again.add_argument("--overwrite", action="store_true",
+                       help="train into a non-empty --out: its best/ and last/ are deleted first")
     t.add_argument("--json", action="store_true", help="print a JSON record")
     t.add_argument("--record", help="also write the JSON with provenance (hardware, versions, data hash) here")
     t.set_defaults(func=run, show=show)
 
 
 def run(args: argparse.Namespace) -> dict:
+    from nerbook.checkpoint import check_state_folder
     from nerbook.data import load_splits
     from nerbook.model import load_model
     from nerbook.runtime import seed_everything
     from nerbook.train import TrainConfig, evaluate, train
 
+    check_out(Path(args.out), args.overwrite, args.resume)
+    if args.resume:
+        check_state_folder(args.resume)
     seed_everything(args.seed, deterministic=False)
     train_ds, valid_ds, schema = load_splits(args.train, args.valid, args.limit)
-    model, tokenizer = load_model(args.model, schema, texts=train_ds["tokens"], seed=args.seed)
+    if args.resume:
+        model, tokenizer = resumed_model(args.resume, schema)
+    else:
+        model, tokenizer = load_model(args.model, schema, texts=train_ds["tokens"], seed=args.seed)
     check_window(tokenizer, args.max_length, args.stride)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
@@ -69,6 +83,35 @@ def run(args: argparse.Namespace) -> dict:
 
         write_record(args.record, result, [p for p in (args.train, args.valid) if p], kind="train")
     return result
+
+
+def check_out(out: Path, overwrite: bool, resume: str | None) -> None:
+    """``--out`` must be a new or empty folder, unless ``--resume`` continues the run in it or
+    ``--overwrite`` (which deletes the old ``best/`` and ``last/``: no stale weights survive)."""
+    import shutil
+
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out}: is a file, not a folder")
+    if not out.is_dir() or resume or not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise CliError(f"--out {out}: is not empty (an earlier run?); use --overwrite to replace it, "
+                       "--resume OUT/last to continue it, or another folder")
+    for old in [out / "best", out / "last", *out.glob(".best.*"), *out.glob(".last.*")]:
+        if old.is_dir():
+            shutil.rmtree(old)
+
+
+def resumed_model(folder: str, schema):
+    """The model and tokenizer saved in ``--resume``'s folder, whose labels must be the data's."""
+    from nerbook.model import load_model, schema_of_model
+
+    model, tokenizer = load_model(folder)
+    saved = schema_of_model(model).names
+    if tuple(saved) != tuple(schema.names):
+        raise CliError(f"--resume {folder}: its labels {', '.join(saved)} are not the data's "
+                       f"({', '.join(schema.names)}); resume with the data it was trained on")
+    return model, tokenizer
 
 
 def check_window(tokenizer, max_length: int, stride: int) -> None:

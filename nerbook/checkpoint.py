@@ -74,5 +74,7 @@ def _reading(path: Path) -> Iterator[None]:
         raise
     except Exception as e:  # truncated, not a pickle, wrong keys, another model's optimizer
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unreadable"
+        if "weights_only" in first:  # torch's advice to load it unsafely: not ours to give
+            first = "not a tensors-only pickle"
         raise ModelLoadError(f"{path}: cannot resume from it ({type(e).__name__}: {first}); "
                              "it is truncated, damaged or not from nerbook train") from None

@@ -120,6 +120,13 @@ def special_template(tokenizer) -> tuple[list[int], list[int]]:
     return ids[:first], ids[last + 1:]
 
 
+def window_budget(tokenizer, max_length: int) -> int:
+    """How many subwords of words a window of ``max_length`` holds once the tokenizer's special
+    tokens (:func:`special_template`) are in."""
+    prefix, suffix = special_template(tokenizer)
+    return max_length - len(prefix) - len(suffix)
+
+
 def continuation_labels(names: Sequence[str]) -> dict[int, int]:
     """Tag id -> the label of a word's later subwords when every subword is labelled: ``I-X``
     for every tag of type ``X`` (``B-X``, ``I-X``, and BIOES' ``E-X``, ``S-X``), ``O`` for ``O``.
@@ -142,7 +149,7 @@ def encode_windows(dataset: datasets.Dataset, tokenizer, config: WindowConfig = 
     """
     require_fast_tokenizer(tokenizer)
     prefix, suffix = special_template(tokenizer)
-    budget = config.max_length - len(prefix) - len(suffix)
+    budget = window_budget(tokenizer, config.max_length)
     if config.stride >= budget:
         raise ValueError(f"stride ({config.stride}) must be smaller than max_length minus special "
                          f"tokens ({budget})")

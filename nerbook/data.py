@@ -156,7 +156,7 @@ def _check_word_line(cols: list[str], n_cols: int, schema: LabelSchema | None, w
 
 def read_conll_sentences(
     path: str | os.PathLike, *, with_tags: bool = True, schema: LabelSchema | None = None,
-    normalize: bool = True,
+    normalize: bool = True, lines: Sequence[str] | None = None,
 ) -> list[Sentence]:
     """Read a CoNLL file into :class:`Sentence` objects, checking every line.
 
@@ -165,10 +165,11 @@ def read_conll_sentences(
     of columns. ``with_tags=False`` reads words only (the first column) for prediction.
     Tags may be IOB1, IOB2 or BIOES and are returned as IOB2 (as written with
     ``normalize=False``). ``-DOCSTART-`` lines start a new
-    document. Problems raise :class:`ConllFormatError` naming ``file:line``.
+    document. Problems raise :class:`ConllFormatError` naming ``file:line``. ``lines``: the
+    file's lines, when :func:`read_lines` has read them already.
     """
     path = Path(path)
-    lines = read_lines(path)
+    lines = read_lines(path) if lines is None else lines
     sentences: list[Sentence] = []
     doc_id, n_cols = 0, None
     cur: list[list[str]] = []

@@ -33,25 +33,28 @@ def _prf(d: dict) -> dict[str, float]:
             "f1": float(d["f1-score"]), "support": int(d["support"])}
 
 
-def entity_scores(y_true: Tags, y_pred: Tags, mode: str | None = None) -> dict:
+def entity_scores(y_true: Tags, y_pred: Tags, mode: str | None = None, token_level: bool = False) -> dict:
     """Entity-level precision/recall/F1: ``overall`` (micro), ``macro`` and ``per_type``.
 
     ``mode=None`` is seqeval's default, identical to conlleval (an ``I-X`` after ``O`` starts
-    an entity); ``mode="strict"`` only accepts entities well-formed in IOB2.
+    an entity); ``mode="strict"`` only accepts entities well-formed in IOB2. With
+    ``token_level``, :func:`token_scores` too, under ``token_level``, for contrast.
     """
     _check(y_true, y_pred)
     if mode not in (None, "strict"):
         raise ValueError(f"mode must be None (conlleval) or 'strict', got {mode!r}")
     zero = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    if not any(t != "O" for s in [*y_true, *y_pred] for t in s):  # no entity at all: nothing to average
-        return {"overall": dict(zero), "macro": dict(zero), "per_type": {}}
-    kw = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
-    rep = _seqeval_report([list(s) for s in y_true], [list(s) for s in y_pred], output_dict=True,
-                          zero_division=0, **kw)
-    per_type = {k: _prf(v) for k, v in rep.items() if not k.endswith(" avg")}
-    overall = _prf(rep["micro avg"]) if "micro avg" in rep else dict(zero)
-    macro = _prf(rep["macro avg"]) if per_type else dict(zero)
-    return {"overall": overall, "macro": macro, "per_type": per_type}
+    out = {"overall": dict(zero), "macro": dict(zero), "per_type": {}}
+    if any(t != "O" for s in [*y_true, *y_pred] for t in s):  # with no entity at all, nothing to average
+        kw = {"mode": "strict", "scheme": IOB2} if mode == "strict" else {}
+        rep = _seqeval_report([list(s) for s in y_true], [list(s) for s in y_pred], output_dict=True,
+                              zero_division=0, **kw)
+        out["per_type"] = {k: _prf(v) for k, v in rep.items() if not k.endswith(" avg")}
+        out["overall"] = _prf(rep["micro avg"]) if "micro avg" in rep else dict(zero)
+        out["macro"] = _prf(rep["macro avg"]) if out["per_type"] else dict(zero)
+    if token_level:
+        out["token_level"] = token_scores(y_true, y_pred)
+    return out
 
 
 def token_scores(y_true: Tags, y_pred: Tags) -> dict:

@@ -9,36 +9,24 @@ one step further: raw text in, entity spans with character offsets out.
 from __future__ import annotations
 
 import contextlib
-import functools
-import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import datasets
+import regex
 import torch
 
 from nerbook.align import WindowConfig, encode_windows, merge_windows
 from nerbook.batching import LengthGroupedBatchSampler, token_collator
 from nerbook.data import Sentence, sentences_to_dataset, tag_names
-from nerbook.metrics import entity_scores, spans, token_scores
+from nerbook.metrics import entity_scores, spans
 from nerbook.model import load_model, read_checkpoint_meta, schema_of_model
 from nerbook.runtime import resolve_device
 
-
-@functools.cache
-def _word_re() -> re.Pattern:
-    """Words: letters and digits with their combining marks (a decomposed ``é``, Devanagari
-    vowel signs), joined by ``-``/``'``; else one visible character with its marks, emoji
-    modifiers and zero-width-joined followers (``👍🏽``, ``👩‍💻``), or a flag (two regional
-    indicators)."""
-    planes = (*range(0x20000), *range(0xE0100, 0xE01F0))  # every mark is in planes 0-1 or these selectors
-    marks = "".join(chr(c) for c in planes if unicodedata.category(chr(c)).startswith("M"))
-    m = re.escape(marks) + "\U0001F3FB-\U0001F3FF"  # marks, and the emoji skin-tone modifiers
-    word = rf"[\w{m}]+(?:[-'’][\w{m}]+)*"
-    flag = "[\U0001F1E6-\U0001F1FF]{2}"
-    symbol = rf"\S[{m}]*(?:\u200d\S[{m}]*)*"
-    return re.compile(f"{word}|{flag}|{symbol}")
+#: A word: letters and digits with their combining marks (a decomposed ``é``, Devanagari vowel
+#: signs), joined by ``-``/``'``; else one visible grapheme (``\X``: an emoji with its skin tone or
+#: zero-width joins, a flag), from the ``regex`` library, which knows Unicode's rules.
+_WORD_RE = regex.compile(r"[\w\p{M}]+(?:[-'’][\w\p{M}]+)*|(?!\s)\X")
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
@@ -48,7 +36,7 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
     character (punctuation, an emoji with its modifiers, a flag) is a word of its own. Offsets
     index the original string.
     """
-    return [(m.group(), m.start(), m.end()) for m in _word_re().finditer(text)]
+    return [(m.group(), m.start(), m.end()) for m in _WORD_RE.finditer(text)]
 
 
 @dataclass(frozen=True)
@@ -144,11 +132,7 @@ class Tagger:
         ``mode`` as in :func:`nerbook.metrics.entity_scores`); with ``token_level``, the per-tag
         report too, under ``token_level``."""
         pred, _ = self.predict_dataset(dataset)
-        gold = tag_names(dataset)
-        scores = entity_scores(gold, pred, mode=mode)
-        if token_level:
-            scores["token_level"] = token_scores(gold, pred)
-        return scores
+        return entity_scores(tag_names(dataset), pred, mode=mode, token_level=token_level)
 
     def tag(self, sentences: Sequence[Sequence[str]], doc_ids: Sequence[int] | None = None) -> list[list[str]]:
         """One tag per word for pre-split sentences (``doc_ids`` enable document context)."""

@@ -27,7 +27,7 @@ def score_files(gold: str, pred: str, mode: str | None = None) -> dict:
     Tags are read as written (no IOB2 normalisation), so that scoring sees what conlleval sees.
     """
     from nerbook.data import read_conll_sentences
-    from nerbook.metrics import entity_scores, token_scores
+    from nerbook.metrics import entity_scores
 
     g = read_conll_sentences(gold, normalize=False)
     p = read_conll_sentences(pred, normalize=False)
@@ -41,10 +41,7 @@ def score_files(gold: str, pred: str, mode: str | None = None) -> dict:
             if u != v:  # the files must hold the same words: scores of other words mean nothing
                 raise CliError(f"{pred}:{b.line + j}: word {v!r} but the gold file has {u!r} "
                                f"at {gold}:{a.line + j}")
-    gt, pt = [s.tags for s in g], [s.tags for s in p]
-    out = entity_scores(gt, pt, mode=mode)
-    out["token_level"] = token_scores(gt, pt)
-    return out
+    return entity_scores([s.tags for s in g], [s.tags for s in p], mode=mode, token_level=True)
 
 
 def run(args: argparse.Namespace) -> dict:

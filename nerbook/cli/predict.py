@@ -26,22 +26,20 @@ def add_parser(sub) -> None:
     r.set_defaults(func=run, show=show)
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path, lines: list[str] | None = None) -> str:
     """``conll`` for ``.conll/.iob/.bio`` files, files that start with ``-DOCSTART-``, and files
     whose first line has a word and at least one more column, the last a tag (``O``,
     ``B-PER``, ...); ``text`` otherwise: ``Barack Obama`` is text, ``Obama B-PER`` CoNLL.
 
     A CoNLL file with a malformed line later on is still CoNLL: the reader names the line.
+    ``lines``: the file's lines, when already read.
     """
-    from nerbook.data import DOCSTART, ConllFormatError, read_lines
+    from nerbook.data import DOCSTART, read_lines
     from nerbook.schemes import TAG_RE
 
     if path.suffix.lower() in CONLL_SUFFIXES:
         return "conll"
-    try:
-        first = next((ln.split() for ln in read_lines(path) if ln.strip()), [])
-    except ConllFormatError:
-        return "conll"  # let the CoNLL reader report the bad line
+    first = next((ln.split() for ln in (read_lines(path) if lines is None else lines) if ln.strip()), [])
     if first[:1] == [DOCSTART]:
         return "conll"
     return "conll" if len(first) >= 2 and TAG_RE.match(first[-1]) else "text"
@@ -71,8 +69,8 @@ def tag_conll(tagger, sents, keep_docstart: bool, out) -> dict:
     from nerbook.data import conll_lines
 
     tags = tagger.tag([s.tokens for s in sents], [s.doc_id for s in sents])
-    width = max(len(c) for s in sents for c in s.columns)
-    columns = [[[c[k] if k < len(c) else "-X-" for c in s.columns] for s in sents] for k in range(1, width)]
+    width = len(sents[0].columns[0])  # the reader checked that every word line has as many
+    columns = [[[c[k] for c in s.columns] for s in sents] for k in range(1, width)]
     doc_ids = [s.doc_id for s in sents] if keep_docstart else None
     for line in conll_lines([s.tokens for s in sents], *columns, tags, doc_ids=doc_ids):
         out.write(line + "\n")
@@ -93,9 +91,9 @@ def run(args: argparse.Namespace) -> dict:
     from nerbook.predict import Tagger
 
     inp = Path(args.input)
-    lines = read_lines(inp)  # bad input fails here, before the model loads
-    fmt = args.format if args.format != "auto" else detect_format(inp)
-    sents = read_conll_sentences(inp, with_tags=False) if fmt == "conll" else None
+    lines = read_lines(inp)  # read once; bad input fails here, before the model loads
+    fmt = args.format if args.format != "auto" else detect_format(inp, lines)
+    sents = read_conll_sentences(inp, with_tags=False, lines=lines) if fmt == "conll" else None
     if sents is None and not any(line.strip() for line in lines):
         raise CliError(f"{inp}: no text (the file is empty or holds only blank lines)")
     out, tmp = open_output(args.output)

@@ -116,9 +116,9 @@ def resumed_model(folder: str, schema):
 
 def check_window(tokenizer, max_length: int, stride: int) -> None:
     """``--stride`` must leave room for new words in every window of ``--max-length`` subwords."""
-    from nerbook.align import special_template
+    from nerbook.align import window_budget
 
-    budget = max_length - sum(len(part) for part in special_template(tokenizer))
+    budget = window_budget(tokenizer, max_length)
     if budget < 1:
         raise CliError(f"--max-length {max_length}: leaves no room for words after the special tokens")
     if stride >= budget:

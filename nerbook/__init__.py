@@ -18,6 +18,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.losses`    cross-entropy and its gradient by hand
 - :mod:`nerbook.lora`      LoRA adapters written out, and merging them
 - :mod:`nerbook.records`   provenance records of runs and benchmarks
+- :mod:`nerbook.spread`    several seeds: mean +- sd, and whether a gap exceeds the spread
 - :mod:`nerbook.viz`       plots and HTML rendering
 - :mod:`nerbook.bench`     benchmarks against the naive loop, Trainer and pipeline
 - :mod:`nerbook.cli`       ``nerbook train|evaluate|predict|bench``
@@ -42,7 +43,7 @@ from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
     "align", "attention", "batching", "bench", "cli", "data", "hub", "lora", "losses", "metrics", "model",
-    "notebook", "predict", "pretrain", "records", "runtime", "schemes", "synthetic", "train", "viz",
+    "notebook", "predict", "pretrain", "records", "runtime", "schemes", "spread", "synthetic", "train", "viz",
 }
 
 __all__ = ["Profile", "__version__", "setup_notebook", *sorted(_SUBMODULES)]

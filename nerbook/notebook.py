@@ -95,5 +95,26 @@ def setup_notebook(seed: int = 0, profile: str | None = None, verbose: bool = Tr
     return prof
 
 
-__all__ = ["FIRST_CELL", "PROFILES", "Profile", "pick_device", "resolve_profile", "seed_everything",
+#: The MIME prefix myst-nb gives a hidden glued value (``myst_nb.ext.glue.GLUE_PREFIX``).
+GLUE_PREFIX = "application/papermill.record/"
+
+
+def glue(name: str, value: object, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the page's prose, as myst-nb's ``glue`` does.
+
+    The markdown then writes ``{glue:text}`name:.3f``` where the number goes, so the number a
+    reader sees is the one this run computed (chapter "Setup" explains the convention). The
+    output is the same as ``myst_nb.glue``'s, written here so that the notebooks also run where
+    myst-nb is not installed (Colab). Hidden by default (``display=True`` also shows it).
+    """
+    from IPython.core.formatters import format_display_data
+    from IPython.display import display as ipy_display
+
+    bundle, metadata = format_display_data(value)
+    prefix = "" if display else GLUE_PREFIX
+    metadata["scrapbook"] = {"name": name, "mime_prefix": prefix}
+    ipy_display({prefix + k: v for k, v in bundle.items()}, raw=True, metadata=metadata)
+
+
+__all__ = ["FIRST_CELL", "GLUE_PREFIX", "glue", "PROFILES", "Profile", "pick_device", "resolve_profile", "seed_everything",
            "setup_notebook"]

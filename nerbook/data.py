@@ -107,7 +107,7 @@ class Sentence:
 
 
 def read_lines(path: str | os.PathLike) -> list[str]:
-    """The lines of a UTF-8 text file, split at ``\n`` only (``\r\n`` too, but not at U+2028,
+    r"""The lines of a UTF-8 text file, split at ``\n`` only (``\r\n`` too, but not at U+2028,
     U+0085 or form feeds, which may sit inside a line), without a leading byte-order mark.
 
     A missing file, a folder or an unreadable file raises ``FileNotFoundError``; bytes that are

@@ -58,7 +58,7 @@ def _reduce(x: Tensor, reduction: Reduction) -> Tensor:
 
 
 def sigmoid(z: Tensor) -> Tensor:
-    """1 / (1 + exp(-z)), computed from exp(-|z|) so that no exp ever overflows.
+    """``1 / (1 + exp(-z))``, computed from ``exp(-|z|)`` so that no exp ever overflows.
 
     Chapter: Cross-entropy and its gradient.
     """
@@ -69,8 +69,8 @@ def sigmoid(z: Tensor) -> Tensor:
 def binary_cross_entropy(z: Tensor, y: Tensor, reduction: Reduction = "mean") -> Tensor:
     """BCE of labels ``y`` in [0, 1] under p = sigmoid(z), straight from the logits ``z``.
 
-    -[y log p + (1 - y) log(1 - p)] = max(z, 0) - z y + log(1 + exp(-|z|)): the stable form,
-    finite for any z (the naive form gives inf/nan at |z| ~ 1000). Mean (default), sum or
+    ``-[y log p + (1 - y) log(1 - p)] = max(z, 0) - z y + log(1 + exp(-|z|))``: the stable form,
+    finite for any z (the naive form gives inf/nan at ``|z| ~ 1000``). Mean (default), sum or
     none over the elements, like ``F.binary_cross_entropy_with_logits``.
 
     Chapter: Cross-entropy and its gradient.

@@ -50,6 +50,10 @@ def mask_tokens(input_ids: torch.Tensor, *, mask_token_id: int, vocab_size: int,
     probability ``mask_fraction``, a token drawn uniformly from the vocabulary with probability
     ``random_fraction``, and stays itself otherwise. ``labels`` holds the original id on chosen
     positions and ``-100`` (ignored by the loss) on all others. ``input_ids`` is not modified.
+
+    The draws come from ``generator`` in a fixed order: the choice (``rand``), the uniform that
+    decides what a chosen token becomes (``rand``), then the random tokens (``randint``). The
+    chapter's hand-written rule draws in the same order and is checked to give the same result.
     """
     if not 0 <= mlm_probability <= 1 or mask_fraction + random_fraction > 1:
         raise ValueError("need 0 <= mlm_probability <= 1 and mask_fraction + random_fraction <= 1")

@@ -11,12 +11,22 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 #: Keys every record must carry (a test checks the committed records).
 PROVENANCE_KEYS = ("command", "date", "hardware", "versions", "data")
+
+#: What a record can be: ``nerbook train --record`` (``train``), ``nerbook bench --record``
+#: (``bench``), or a script under ``bench/`` that measures one question (``experiment``).
+RECORD_KINDS = ("train", "bench", "experiment")
+
+#: A bench record named ``...-seedN.json`` reruns a benchmark with another seed for the spread of
+#: its dev F1 only. Such reruns may have shared the machine with other work, so their timings are
+#: not compared with anything: :func:`bench_rows` leaves them out.
+SEED_RERUN = re.compile(r"-seed(\d+)\.json$")
 
 
 def hardware() -> dict:
@@ -148,8 +158,23 @@ def train_row(record: dict) -> dict:
     return row
 
 
-def bench_rows(record: dict) -> list[dict]:
-    """Rows (one per contender) for a ``nerbook bench --record`` record."""
+def is_seed_rerun(record: dict) -> bool:
+    """Is this a bench record kept for its dev F1 only (file ``...-seedN.json``, see :data:`SEED_RERUN`)?"""
+    return record.get("kind") == "bench" and bool(SEED_RERUN.search(record.get("_file", "")))
+
+
+TIMING_KEYS = ("seconds", "ratio", "tokens/s", "peak MB", "sentences_per_s")
+
+
+def bench_rows(record: dict, timings: bool | None = None) -> list[dict]:
+    """Rows (one per contender) for a ``nerbook bench --record`` record.
+
+    ``timings`` (default: unless the record is a seed rerun, :func:`is_seed_rerun`) keeps the
+    seconds, ratios, throughput and memory; without it they are ``None``, so that a table never
+    mixes the timings of a shared machine with those of a quiet one.
+    """
+    if timings is None:
+        timings = not is_seed_rerun(record)
     setup, rows = record["result"]["setup"], []
     for name, c in record["result"]["contenders"].items():
         row = {"task": setup["task"], "contender": name, "seconds": c["seconds"], "ratio": c["ratio"]}
@@ -158,5 +183,35 @@ def bench_rows(record: dict) -> list[dict]:
                         "padding share": c["padding_share"], "peak MB": c["peak_mem_mb"], "dev F1": c["dev_f1"]})
         else:
             row.update({k: c.get(k) for k in ("sentences_per_s", "agreement", "agreement_same_words", "f1")})
+        if not timings:
+            row.update({k: None for k in TIMING_KEYS if k in row})
         rows.append(row)
     return rows
+
+
+#: The settings two ``bench train`` records must share for their dev F1s to be runs of one experiment.
+SAME_EXPERIMENT = ("train", "model", "limit", "valid_limit", "batch_size", "epochs", "lr", "max_length", "device")
+
+
+def bench_f1_runs(records: Sequence[dict], like: dict) -> dict[str, dict[int, float]]:
+    """The dev F1 of every contender by seed, from the ``bench train`` records run like ``like``.
+
+    Repeat ``r`` of a record ran seed ``setup["seed"] + r`` (for nerbook's loop, the model's new head
+    and the data order; the Trainer draws its own order from ``42 + seed + r``, or from ``42 + r``
+    alone in records made before that fix, such as the committed seed reruns), and each repeat keeps its
+    own F1 under ``runs``. A seed met twice keeps the first record's run (records are read sorted
+    by file name). Returns ``{contender: {seed: dev_f1}}``.
+    """
+    key = {k: like["result"]["setup"].get(k) for k in SAME_EXPERIMENT}
+    out: dict[str, dict[int, float]] = {}
+    for rec in records:
+        if rec.get("kind") != "bench":
+            continue
+        setup = rec["result"]["setup"]
+        if setup.get("task") != "train" or any(setup.get(k) != v for k, v in key.items()):
+            continue
+        for name, c in rec["result"]["contenders"].items():
+            for r, run in enumerate(c.get("runs") or []):
+                if run.get("dev_f1") is not None:
+                    out.setdefault(name, {}).setdefault(setup["seed"] + r, float(run["dev_f1"]))
+    return out

@@ -304,3 +304,12 @@ def test_compile_check_times_every_step_eager_and_compiled(conll_dir, monkeypatc
     assert compiled == [True]  # once, for the compiled run, with dynamic shapes
     assert [line.split(":")[0].strip() for line in lines] == ["eager", "compiled"]
     assert all("3 steps in" in line for line in lines)  # 48 sentences, batches of 16
+
+
+def test_trainer_seed_follows_the_bench_seed(tmp_path):
+    """The Trainer's data order depends on --seed (and the repeat), not only on the repeat."""
+    from nerbook.bench.contenders import TrainSpec, trainer_args
+
+    seeds = {(s, r): trainer_args(TrainSpec(train="x", seed=s + r, repeat=r), str(tmp_path), "cpu", tuned=False).seed
+             for s in (0, 2) for r in (0, 1)}
+    assert seeds == {(0, 0): 42, (0, 1): 43, (2, 0): 44, (2, 1): 45}

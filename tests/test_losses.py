@@ -223,3 +223,21 @@ def test_adamw_decay_is_decoupled() -> None:
     new, state = adamw_step(theta, torch.zeros_like(theta), adam_init(theta), lr=0.1, weight_decay=0.5)
     torch.testing.assert_close(new, theta * (1 - 0.1 * 0.5))
     assert state.t == 1
+
+
+def test_adam_l2_decays_large_gradient_weights_less() -> None:
+    """Chapter "Cross-entropy": with pure-noise gradients of scale 10, 1, 0.1, L2 inside Adam
+    decays the large-gradient weight far less (its decay is divided by sqrt(v_hat)), while
+    AdamW takes the same amount off every weight (Adam itself ignores the gradient scale)."""
+    noise = torch.randn(200, 1, dtype=f64) * torch.tensor([10.0, 1.0, 0.1], dtype=f64)
+
+    def run(step, wd: float) -> torch.Tensor:
+        theta, state = torch.ones(3, dtype=f64), adam_init(torch.ones(3, dtype=f64))
+        for g in noise:
+            theta, state = step(theta, g, state, lr=0.01, weight_decay=wd)
+        return theta
+
+    free = run(adam_l2_step, 0.0)
+    l2, w = free - run(adam_l2_step, 0.1), free - run(adamw_step, 0.1)
+    torch.testing.assert_close(w, w.mean().expand(3), rtol=1e-3, atol=0)
+    assert l2[0] < l2[1] < l2[2] and 10 * l2[0] < l2[2]

@@ -67,6 +67,27 @@ def test_masking_rule_statistics_and_labels() -> None:
     assert torch.equal(ids, _batch())                        # the input tensor is not modified
 
 
+def test_mask_tokens_draws_in_the_documented_order() -> None:
+    """The chapter writes the rule by hand (choice, uniform, random ids) and expects equal results."""
+    ids = _batch(60)
+
+    def by_hand(x, g):
+        chosen = (torch.rand(x.shape, generator=g) < 0.15) & ~torch.isin(x, torch.tensor(SPECIALS))
+        labels = torch.where(chosen, x, -100)
+        u = torch.rand(x.shape, generator=g)
+        random_ids = torch.randint(VOCAB, x.shape, generator=g)
+        inputs = x.clone()
+        inputs[chosen & (u < 0.8)] = MASK_ID
+        to_random = chosen & (u >= 0.8) & (u < 0.9)
+        inputs[to_random] = random_ids[to_random]
+        return inputs, labels
+
+    ours = mask_tokens(ids, mask_token_id=MASK_ID, vocab_size=VOCAB, special_ids=SPECIALS,
+                       generator=torch.Generator().manual_seed(5))
+    mine = by_hand(ids, torch.Generator().manual_seed(5))
+    assert torch.equal(ours[0], mine[0]) and torch.equal(ours[1], mine[1])
+
+
 def test_special_tokens_are_never_masked() -> None:
     ids = _batch(50)
     special = torch.isin(ids, torch.tensor(SPECIALS))

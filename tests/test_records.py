@@ -10,8 +10,12 @@ import pytest
 
 from nerbook.records import (
     PROVENANCE_KEYS,
+    RECORD_KINDS,
+    TIMING_KEYS,
+    bench_f1_runs,
     bench_rows,
     find_records,
+    is_seed_rerun,
     load_records,
     missing_provenance,
     train_row,
@@ -31,14 +35,18 @@ def test_there_are_records():
 def test_committed_record_has_provenance(path):
     rec = json.loads(path.read_text())
     assert missing_provenance(rec) == [], f"{path.name} lacks provenance"
-    assert rec["kind"] in ("train", "bench")
-    assert rec["command"].startswith("nerbook ")
+    assert rec["kind"] in RECORD_KINDS
+    if rec["kind"] in ("train", "bench"):
+        assert rec["command"].startswith("nerbook ")
     assert all(len(h) == 64 for h in rec["data"].values())  # sha256 of every data file
 
 
 @pytest.mark.parametrize("path", RECORDS, ids=[p.name for p in RECORDS])
 def test_results_page_reads_every_record(path):
     rec = json.loads(path.read_text())
+    rec["_file"] = path.name
+    if rec["kind"] not in ("train", "bench"):
+        return  # an experiment: the results page lists its provenance, its chapter reads it
     rows = [train_row(rec)] if rec["kind"] == "train" else bench_rows(rec)
     assert rows
     for row in rows:
@@ -63,3 +71,23 @@ def test_write_record_then_load(tmp_path):
     recs = load_records(find_records(tmp_path))
     assert len(recs) == 1 and recs[0]["_file"] == "r.json" and missing_provenance(recs[0]) == []
     assert list(recs[0]["data"]) == ["train.txt"]
+
+
+def _bench(seed, f1s, file="bench-train-x.json"):
+    runs = [{"seconds": 1.0, "dev_f1": f} for f in f1s]
+    contender = {"seconds": 1.0, "ratio": 1.0, "tokens_per_s": 10.0, "computed_tokens": 10, "padding_share": 0.0,
+                 "peak_mem_mb": 1.0, "dev_f1": sum(f1s) / len(f1s), "runs": runs}
+    setup = {"task": "train", "train": "data", "model": "offline", "limit": 800, "batch_size": 16, "epochs": 1,
+             "lr": 5e-5, "max_length": 128, "device": "cpu", "seed": seed}
+    return {"kind": "bench", "_file": file, "result": {"setup": setup, "contenders": {"nerbook": contender}}}
+
+
+def test_seed_reruns_give_their_f1_but_not_their_timings():
+    first, rerun = _bench(0, [0.1, 0.2]), _bench(2, [0.3], "bench-train-x-seed2.json")
+    assert not is_seed_rerun(first) and is_seed_rerun(rerun)
+    assert bench_rows(first)[0]["seconds"] == 1.0
+    assert all(bench_rows(rerun)[0][k] is None for k in TIMING_KEYS if k in bench_rows(rerun)[0])
+    assert bench_rows(rerun)[0]["dev F1"] == 0.3
+    other = _bench(5, [0.9], "bench-train-y-seed5.json")
+    other["result"]["setup"]["epochs"] = 3  # another experiment: not a run of this one
+    assert bench_f1_runs([first, rerun, other], first) == {"nerbook": {0: 0.1, 1: 0.2, 2: 0.3}}

@@ -49,7 +49,7 @@ class TrainSpec:
     threads: int | None = None
     device: str = "auto"
     evaluate: bool = True
-    repeat: int = 0  # which repeat this run is: run r uses seed + r (and the Trainer's 42 + r)
+    repeat: int = 0  # which repeat this run is: run r uses seed + r (and the Trainer 42 + seed + r)
 
 
 def load_bench_model(name: str, schema, texts, seed: int):
@@ -111,7 +111,7 @@ def trainer_args(spec: TrainSpec, out: str, device: str, tuned: bool):
     default_seed = TrainingArguments.__dataclass_fields__["seed"].default  # 42
     kw = dict(output_dir=out, per_device_train_batch_size=spec.batch_size, num_train_epochs=spec.epochs,
               learning_rate=spec.lr, report_to="none", save_strategy="no", logging_strategy="no",
-              disable_tqdm=True, seed=default_seed + spec.repeat)
+              disable_tqdm=True, seed=default_seed + spec.seed)  # spec.seed = --seed + repeat
     if device == "cpu":
         kw["use_cpu"] = True
     if tuned:

@@ -84,7 +84,7 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
              "seconds": "best of the interleaved repeats; model loading and evaluation excluded, "
                         "data encoding included",
              "dev_f1": "entity F1 on the dev set (nerbook.train.evaluate, fp32), mean over the repeats; "
-                       "repeat r uses seed + r for every contender (the Trainer: 42 + r)",
+                       "repeat r uses seed + r for every contender (the Trainer: 42 + seed + r)",
              "memory": MEMORY_NOTE[device] if isolate else "not measured per run (isolation off)",
              "peak_bf16_tflops": peak_tflops(device)}
     first = runs["nerbook"][0]

@@ -78,7 +78,10 @@ case "$cmd" in
     test)
         setup_venv dev
         offline_unless_full
-        python -m pytest "$@"
+        # Two workers (NERBOOK_TEST_WORKERS): a chapter keeps about one core busy, so two run
+        # side by side in about half the time. --dist loadscope (pyproject addopts) keeps each
+        # notebook's cells in one worker, in order, as nbval needs.
+        python -m pytest -n "${NERBOOK_TEST_WORKERS:-2}" "$@"
         ;;
     -h | --help | help)
         usage

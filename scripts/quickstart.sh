@@ -68,6 +68,10 @@ case "$cmd" in
     book)
         setup_venv book
         offline_unless_full
+        # Execute the notebooks first, two at a time (NERBOOK_BOOK_WORKERS), into the cache the
+        # build reads: jupyter-book runs them one after another, and a chapter keeps about one
+        # core busy. The build below then finds them all in _build/.jupyter_cache.
+        python scripts/execute_book.py -j "${NERBOOK_BOOK_WORKERS:-2}"
         # --all re-reads every page, so that a warning from a page unchanged since the last
         # build still fails this one (notebook outputs stay cached in _build/.jupyter_cache,
         # keyed on the code). -W: any warning fails; --keep-going: report them all first.

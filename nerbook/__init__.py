@@ -17,6 +17,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.attention` scaled dot-product attention from scratch
 - :mod:`nerbook.losses`    cross-entropy and its gradient by hand
 - :mod:`nerbook.lora`      LoRA adapters written out, and merging them
+- :mod:`nerbook.multimodal` text features, late and cross-attention fusion, CLIP's InfoNCE
 - :mod:`nerbook.records`   provenance records of runs and benchmarks
 - :mod:`nerbook.spread`    several seeds: mean +- sd, and whether a gap exceeds the spread
 - :mod:`nerbook.viz`       plots and HTML rendering
@@ -26,7 +27,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 
 Layers run one way: ``runtime``, ``schemes`` -> ``data`` -> ``align`` -> ``batching`` ->
 ``model`` -> ``predict`` -> ``train``, with ``metrics`` beside; ``attention``, ``losses``,
-``lora``, ``pretrain`` apart; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
+``lora``, ``multimodal``, ``pretrain`` apart; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
 No core module imports a face (``tests/test_structure.py`` keeps it so).
 
 Submodules are imported on first use so that ``import nerbook`` stays cheap.
@@ -42,7 +43,7 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "align", "attention", "batching", "bench", "cli", "data", "hub", "lora", "losses", "metrics", "model",
+    "align", "attention", "batching", "bench", "cli", "data", "hub", "lora", "losses", "metrics", "model", "multimodal",
     "notebook", "predict", "pretrain", "records", "runtime", "schemes", "spread", "synthetic", "train", "viz",
 }
 

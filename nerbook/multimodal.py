@@ -120,8 +120,7 @@ class CrossAttentionFusion(nn.Module):
     Both sides are projected to ``d_model``; each query takes a weighted average of the context
     tokens (:class:`nerbook.attention.MultiHeadAttention`, padding masked), added to it with a
     residual and a LayerNorm. ``forward`` returns ``(fused, weights)``: the fused queries
-    averaged into one vector per example (b, d_model), and the attention weights
-    (b, heads, n_q, n_k), zero on padding.
+    (b, n_q, d_model), and the attention weights (b, heads, n_q, n_k), zero on padding.
 
     Chapter: Multimodal fusion.
     """
@@ -137,7 +136,7 @@ class CrossAttentionFusion(nn.Module):
                 context_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
         q, kv = self.query_proj(query), self.context_proj(context)
         attended, weights = self.attention(q, kv, kv, attention_mask=context_mask)
-        return self.norm(q + attended).mean(1), weights
+        return self.norm(q + attended), weights
 
 
 def info_nce(a: Tensor, b: Tensor, temperature: float = 0.07) -> Tensor:

@@ -106,9 +106,14 @@ def glue(name: str, value: object, display: bool = False) -> None:
     reader sees is the one this run computed (chapter "Setup" explains the convention). The
     output is the same as ``myst_nb.glue``'s, written here so that the notebooks also run where
     myst-nb is not installed (Colab). Hidden by default (``display=True`` also shows it).
+    A NumPy scalar or a 0-d tensor is stored as the Python number it holds: NumPy 2 writes
+    ``np.float64(0.4)``, which a ``{glue:text}`` format such as ``:.3f`` cannot read.
     """
     from IPython.core.formatters import format_display_data
     from IPython.display import display as ipy_display
+
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        value = value.item()
 
     bundle, metadata = format_display_data(value)
     prefix = "" if display else GLUE_PREFIX

@@ -59,6 +59,23 @@ def test_glue_writes_what_myst_nb_reads() -> None:
     assert kw["raw"] is True
 
 
+def test_glue_stores_numpy_and_tensor_scalars_as_numbers(monkeypatch) -> None:
+    import IPython.display
+    import numpy as np
+    import torch
+
+    from nerbook import notebook
+
+    shown: list = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    notebook.glue("a", np.float64(0.40400))
+    notebook.glue("b", torch.tensor(3))
+    notebook.glue("c", np.int64(7))
+    texts = [next(iter(b.values())) for b in shown]
+    assert texts == ["0.404", "3", "7"]          # not "np.float64(0.404)" nor "tensor(3)"
+    assert float(texts[0]) == 0.404
+
+
 def test_glue_matches_myst_nb(monkeypatch) -> None:
     import IPython.display
     import myst_nb.ext.glue as myst_glue

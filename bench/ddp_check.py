@@ -34,6 +34,9 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--model", help="folder saved by --prepare")
     p.add_argument("--prepare", metavar="DIR", help="make the tiny model and save it to DIR, then stop")
+    p.add_argument("--adversarial", choices=["fgm", "pgd"], help="adversarial training (nerbook.adversarial)")
+    p.add_argument("--adv-eps", type=float, default=0.5)
+    p.add_argument("--adv-steps", type=int, default=2)
     args = p.parse_args()
 
     import torch
@@ -69,7 +72,8 @@ def main() -> None:
 
     model.register_forward_hook(record, with_kwargs=True)
     cfg = TrainConfig(epochs=args.steps, batch_size=args.global_batch // world, lr=args.lr,
-                      mixed_precision="no", patience=None, progress=False, log_every=1, seed=0)
+                      mixed_precision="no", patience=None, progress=False, log_every=1, seed=0,
+                      adversarial=args.adversarial, adv_eps=args.adv_eps, adv_steps=args.adv_steps)
     res = train(model, tok, ds, None, cfg)
     local = torch.tensor(sums, dtype=torch.float64)
     if world > 1:

@@ -17,6 +17,8 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.attention` scaled dot-product attention from scratch
 - :mod:`nerbook.losses`    cross-entropy and its gradient by hand
 - :mod:`nerbook.lora`      LoRA adapters written out, and merging them
+- :mod:`nerbook.adversarial` FGM and PGD in embedding space
+- :mod:`nerbook.perturb`   label-preserving perturbations of NER data, and a robustness report
 - :mod:`nerbook.multimodal` text features, late and cross-attention fusion, CLIP's InfoNCE
 - :mod:`nerbook.records`   provenance records of runs and benchmarks
 - :mod:`nerbook.spread`    several seeds: mean +- sd, and whether a gap exceeds the spread
@@ -27,7 +29,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 
 Layers run one way: ``runtime``, ``schemes`` -> ``data`` -> ``align`` -> ``batching`` ->
 ``model`` -> ``predict`` -> ``train``, with ``metrics`` beside; ``attention``, ``losses``,
-``lora``, ``multimodal``, ``pretrain`` apart; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
+``lora``, ``multimodal``, ``pretrain``, ``adversarial`` apart; ``perturb`` above ``predict``; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
 No core module imports a face (``tests/test_structure.py`` keeps it so).
 
 Submodules are imported on first use so that ``import nerbook`` stays cheap.
@@ -43,8 +45,8 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "align", "attention", "batching", "bench", "cli", "data", "hub", "lora", "losses", "metrics", "model", "multimodal",
-    "notebook", "predict", "pretrain", "records", "runtime", "schemes", "spread", "synthetic", "train", "viz",
+    "adversarial", "align", "attention", "batching", "bench", "cli", "data", "hub", "lora", "losses", "metrics", "model", "multimodal",
+    "notebook", "perturb", "predict", "pretrain", "records", "runtime", "schemes", "spread", "synthetic", "train", "viz",
 }
 
 __all__ = ["Profile", "__version__", "setup_notebook", *sorted(_SUBMODULES)]

@@ -6,13 +6,15 @@ word embeddings kept as they are, AdamW with decoupled weight decay (none on bia
 warm-up then decay, gradient clipping, mixed precision and gradient accumulation through
 ``accelerate`` (which also runs it on several GPUs under ``accelerate launch``), evaluation on
 the dev set after every epoch, early stopping on dev entity F1, and the best checkpoint saved
-as safetensors with its tokenizer and label names.
+as safetensors with its tokenizer and label names. Optionally, adversarial training in embedding
+space (FGM or PGD, :mod:`nerbook.adversarial`).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from nerbook.adversarial import Adversary
 from nerbook.align import WindowConfig, continuation_labels, encode_windows
 from nerbook.batching import (
     MODEL_INPUTS,
@@ -66,6 +69,9 @@ class TrainConfig:
     progress: bool = True
     packing: bool = True  # pack random batches into rows (BERT models; else length grouping)
     label_all_subwords: bool = False  # later subwords learn I-X too (for taggers that read them all)
+    adversarial: str | None = None  # "fgm" or "pgd": adversarial training in embedding space
+    adv_eps: float = 0.1  # L2 size per labelled token's embedding (the CoNLL sweep's best, records/adversarial-*)
+    adv_steps: int = 3  # PGD's steps (FGM takes one)
 
 
 @dataclass
@@ -263,10 +269,14 @@ def train_epoch(acc, model, loader, optimizer, scheduler, cfg: TrainConfig, epoc
     batches, computed = 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False,
                disable=not (cfg.progress and acc.is_main_process))
+    adversary = Adversary(cfg.adversarial, cfg.adv_eps, cfg.adv_steps) if cfg.adversarial else None
     for batch in bar:
         with acc.accumulate(model):
-            loss = model(**batch).loss
-            acc.backward(loss)
+            with adversary.clean_pass(model) if adversary else nullcontext():
+                loss = model(**batch).loss
+                acc.backward(loss)
+            if adversary:  # FGM or PGD: add the gradients of the loss at the worst nearby input
+                adversary.attack(model, batch, acc.backward, acc.no_sync)
             if acc.sync_gradients and cfg.max_grad_norm:
                 acc.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()

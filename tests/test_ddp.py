@@ -38,20 +38,29 @@ def _curve(proc: subprocess.Popen) -> dict:
     return json.loads(lines[0])
 
 
-def test_two_processes_follow_the_loss_curve_of_one(tmp_path):
+@pytest.mark.parametrize("adversarial", [None, "pgd"], ids=["plain", "pgd"])
+def test_two_processes_follow_the_loss_curve_of_one(tmp_path, adversarial):
+    """With PGD (nerbook.adversarial) too: its inner passes run under no_sync and take gradients
+    with respect to the perturbation only; each step records 3 losses (clean, inner, final)."""
     model = tmp_path / "tiny"
     subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(model)], check=True, env=_env(),
                    cwd=ROOT, capture_output=True, timeout=120)
     args = [str(SCRIPT), "--model", str(model), "--global-batch", "32", "--steps", "8"]
+    args += ["--adversarial", adversarial, "--adv-steps", "2"] if adversarial else []
+    port = "29517" if adversarial is None else "29519"
     one = subprocess.Popen([sys.executable, *args], env=_env(), cwd=ROOT, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     two = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                            "--master_port", "29517", *args], env=_env(), cwd=ROOT, text=True,
+                            "--master_port", port, *args], env=_env(), cwd=ROOT, text=True,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     single, ddp = _curve(one), _curve(two)
+    passes = 3 if adversarial else 1
     assert (single["processes"], ddp["processes"]) == (1, 2)
-    assert len(single["loss"]) == len(ddp["loss"]) == 8  # one optimizer step per epoch in both
+    assert len(single["loss"]) == len(ddp["loss"]) == 8 * passes  # one optimizer step per epoch in both
+    assert len(ddp["lr"]) == 8
     assert ddp["lr"] == pytest.approx(single["lr"])  # the schedule is not run twice as fast
     gaps = [abs(a - b) for a, b in zip(single["loss"], ddp["loss"])]
     assert max(gaps) < TOLERANCE, (single["loss"], ddp["loss"])
-    assert single["loss"][-1] < 0.8 * single["loss"][0]  # and it learned something
+    assert single["loss"][-passes] < 0.8 * single["loss"][0]  # and it learned something
+    if adversarial:  # the perturbed inputs cost more than the clean ones
+        assert all(single["loss"][i + 2] > single["loss"][i] for i in range(0, 8 * passes, passes))

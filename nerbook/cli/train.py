@@ -32,6 +32,15 @@ def add_parser(sub) -> None:
     t.add_argument("--label-all-subwords", action="store_true",
                    help="label a word's later subwords I-X too (for serving with transformers' pipeline, "
                         "which tags every piece the tokenizer splits a word into)")
+    t.add_argument("--adversarial", choices=["fgm", "pgd"],
+                   help="adversarial training in embedding space: FGM (one extra pass per step) or PGD "
+                        "(--adv-steps extra passes); see nerbook.adversarial")
+    t.add_argument("--adv-eps", type=positive(float), metavar="EPS",
+                   help="L2 size of the perturbation of each word's embedding (default 0.1, the best of "
+                        "0.1, 0.3 and 1.0 in records/adversarial-cpu-minilm-conll2003.json; MiniLM's word "
+                        "embeddings have norm about 1); needs --adversarial")
+    t.add_argument("--adv-steps", type=positive(int), metavar="K",
+                   help="PGD's steps (default 3); needs --adversarial pgd")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--limit", type=positive(int), help="use the first N training sentences")
     again = t.add_mutually_exclusive_group()
@@ -53,6 +62,7 @@ def run(args: argparse.Namespace) -> dict:
     from nerbook.runtime import seed_everything
     from nerbook.train import TrainConfig, evaluate, train
 
+    check_adversarial(args)
     check_out(Path(args.out), args.overwrite, args.resume)
     if args.resume:
         check_state_folder(args.resume)
@@ -68,7 +78,8 @@ def run(args: argparse.Namespace) -> dict:
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
                       grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,
                       freeze_word_embeddings=False if args.train_embeddings else None,
-                      label_all_subwords=args.label_all_subwords)
+                      label_all_subwords=args.label_all_subwords, adversarial=args.adversarial,
+                      **{k: v for k, v in (("adv_eps", args.adv_eps), ("adv_steps", args.adv_steps)) if v})
     res = train(model, tokenizer, train_ds, valid_ds, cfg, out_dir=args.out, resume_from=args.resume)
     result = {"dev_f1": res.best_f1 if valid_ds is not None else None, "best_epoch": res.best_epoch,
               "stopped_early": res.stopped_early, "epochs": res.history["epochs"],
@@ -100,6 +111,14 @@ def check_out(out: Path, overwrite: bool, resume: str | None) -> None:
     for old in [out / "best", out / "last", *out.glob(".best.*"), *out.glob(".last.*")]:
         if old.is_dir():
             shutil.rmtree(old)
+
+
+def check_adversarial(args: argparse.Namespace) -> None:
+    """``--adv-eps`` and ``--adv-steps`` mean something only with ``--adversarial`` (steps: PGD)."""
+    if args.adversarial is None and (args.adv_eps or args.adv_steps):
+        raise CliError(f"--{'adv-eps' if args.adv_eps else 'adv-steps'}: needs --adversarial fgm or pgd")
+    if args.adversarial == "fgm" and args.adv_steps:
+        raise CliError("--adv-steps: FGM takes one step; use --adversarial pgd")
 
 
 def resumed_model(folder: str, schema):

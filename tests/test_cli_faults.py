@@ -172,6 +172,23 @@ def test_predict_output_is_replaced_whole(tmp_path, tiny_ckpt, capsys, monkeypat
     monkeypatch.setattr(predict, "tag_text", crash)
     with pytest.raises(KeyboardInterrupt):
         main(["predict", "--model", str(tiny_ckpt), "--input", str(tmp_path / "t.txt"),
-              "--output", str(tmp_path / "out.txt")])
+              "--output", str(tmp_path / "out.txt"), "--overwrite"])
     assert (tmp_path / "out.txt").read_text() == "earlier results\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "t.txt"]
+
+
+def test_predict_keeps_an_existing_output_unless_overwrite(tmp_path, tiny_ckpt, capsys):
+    """Nothing is silently overwritten: an existing --output, or the input itself, is refused."""
+    (tmp_path / "t.txt").write_text("Paris\n")
+    (tmp_path / "out.txt").write_text("earlier results\n")
+    base = ["predict", "--model", tiny_ckpt, "--input", tmp_path / "t.txt"]
+    code, out, err = run(capsys, *base, "--output", tmp_path / "out.txt")
+    assert code == 2 and out == ""
+    assert err == f"nerbook: error: --output {tmp_path / 'out.txt'}: exists; use --overwrite to replace it, or name another file\n"
+    assert (tmp_path / "out.txt").read_text() == "earlier results\n"
+    code, out, err = run(capsys, *base, "--output", tmp_path / "t.txt", "--overwrite")
+    assert code == 2 and "is the --input file" in err and (tmp_path / "t.txt").read_text() == "Paris\n"
+    code, out, err = run(capsys, *base, "--output", tmp_path / "out.txt", "--overwrite")
+    assert code == 0, err
+    assert json.loads((tmp_path / "out.txt").read_text().splitlines()[0])["text"] == "Paris"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt", "t.txt"]

@@ -19,7 +19,8 @@ def add_parser(sub) -> None:
                        description="CoNLL in -> CoNLL out with a predicted tag column; plain text in -> JSON lines of entities.")
     r.add_argument("--model", required=True, help="checkpoint folder saved by nerbook train")
     r.add_argument("--input", required=True)
-    r.add_argument("--output", help="output file (default: stdout)")
+    r.add_argument("--output", help="output file (default: stdout); an existing file is kept unless --overwrite")
+    r.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     r.add_argument("--format", choices=["auto", "conll", "text"], default="auto")
     r.add_argument("--batch-size", type=positive(int), default=64)
     r.add_argument("--json", action="store_true", help="print a JSON summary (needs --output)")
@@ -45,15 +46,20 @@ def detect_format(path: Path, lines: list[str] | None = None) -> str:
     return "conll" if len(first) >= 2 and TAG_RE.match(first[-1]) else "text"
 
 
-def open_output(path: str | None):
+def open_output(path: str | None, overwrite: bool = False, source: Path | None = None):
     """Where predictions go: stdout, or a temporary file beside ``path`` that :func:`run`
     renames into place when every prediction is written (a crash leaves ``path`` untouched).
-    Checked before any work: ``path`` must not be a folder and its folder must exist."""
+    Checked before any work: ``path`` must not be a folder, nor the input file ``source``, nor
+    an existing file unless ``overwrite``, and its folder must exist."""
     if path is None:
         return sys.stdout, None
     out = Path(path)
     if out.is_dir():
         raise CliError(f"--output {out}: is a folder; name a file")
+    if source is not None and out.exists() and out.resolve() == source.resolve():
+        raise CliError(f"--output {out}: is the --input file; write the predictions to another file")
+    if out.exists() and not overwrite:
+        raise CliError(f"--output {out}: exists; use --overwrite to replace it, or name another file")
     if not out.parent.is_dir():
         raise CliError(f"--output {out}: the folder {out.parent} does not exist")
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -96,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
     sents = read_conll_sentences(inp, with_tags=False, lines=lines) if fmt == "conll" else None
     if sents is None and not any(line.strip() for line in lines):
         raise CliError(f"{inp}: no text (the file is empty or holds only blank lines)")
-    out, tmp = open_output(args.output)
+    out, tmp = open_output(args.output, args.overwrite, inp)
     try:
         tagger = Tagger.from_checkpoint(args.model, batch_size=args.batch_size)
         if sents is not None:

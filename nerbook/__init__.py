@@ -19,6 +19,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.lora`      LoRA adapters written out, and merging them
 - :mod:`nerbook.adversarial` FGM and PGD in embedding space
 - :mod:`nerbook.perturb`   label-preserving perturbations of NER data, and a robustness report
+- :mod:`nerbook.calibration` entity confidences, calibration error, temperature scaling
 - :mod:`nerbook.multimodal` text features, late and cross-attention fusion, CLIP's InfoNCE
 - :mod:`nerbook.records`   provenance records of runs and benchmarks
 - :mod:`nerbook.spread`    several seeds: mean +- sd, and whether a gap exceeds the spread
@@ -29,7 +30,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 
 Layers run one way: ``runtime``, ``schemes`` -> ``data`` -> ``align`` -> ``batching`` ->
 ``model`` -> ``predict`` -> ``train``, with ``metrics`` beside; ``attention``, ``losses``,
-``lora``, ``multimodal``, ``pretrain``, ``adversarial`` apart; ``perturb`` above ``predict``; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
+``lora``, ``multimodal``, ``pretrain``, ``adversarial`` apart; ``perturb`` above ``predict``, ``calibration`` above ``metrics``; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
 No core module imports a face (``tests/test_structure.py`` keeps it so).
 
 Submodules are imported on first use so that ``import nerbook`` stays cheap.
@@ -45,7 +46,7 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "adversarial", "align", "attention", "batching", "bench", "cli", "data", "hub", "lora", "losses", "metrics", "model", "multimodal",
+    "adversarial", "align", "attention", "batching", "bench", "calibration", "cli", "data", "hub", "lora", "losses", "metrics", "model", "multimodal",
     "notebook", "perturb", "predict", "pretrain", "records", "runtime", "schemes", "spread", "synthetic", "train", "viz",
 }
 

@@ -71,13 +71,16 @@ class Tagger:
 
     def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32,
                  doc_context: bool = False, batch_size: int = 64, device: str | None = None,
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", temperature: float = 1.0) -> None:
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
         self.model = model
         self.tokenizer = tokenizer
         self.window = WindowConfig(max_length, stride, doc_context)
         self.batch_size = batch_size
         self.device = device or next(model.parameters()).device.type
         self.precision = precision
+        self.temperature = temperature  # probabilities = softmax(logits / T) (nerbook.calibration)
         self.schema = schema_of_model(model)
         self.collator = token_collator(tokenizer)
 
@@ -107,7 +110,7 @@ class Tagger:
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with autocast_for(self.device, self.precision):
                 logits = self.model(**batch).logits
-            probs, ids = logits.float().softmax(-1).max(-1)
+            probs, ids = (logits.float() / self.temperature).softmax(-1).max(-1)
             probs, ids = probs.cpu().tolist(), ids.cpu().tolist()
             for row, i in enumerate(batch_idx):
                 n = len(rows[i]["input_ids"])

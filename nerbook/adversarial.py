@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["ADVERSARIES", "Adversary", "fgm_delta", "perturbed_embeddings", "project", "unit_per_token"]
+__all__ = ["ADVERSARIES", "Adversary", "fgm_delta", "perturbed_embeddings", "pgd_delta", "project", "unit_per_token"]
 
 ADVERSARIES = ("fgm", "pgd")
 
@@ -88,6 +88,28 @@ def perturbed_embeddings(model, delta: Tensor | Callable[[Tensor], Tensor]) -> I
 
 def _unwrap(model):
     return getattr(model, "module", model)  # DDP keeps the model in .module
+
+
+def pgd_delta(model, batch: dict, g: Tensor, mask: Tensor, eps: float, steps: int = 3,
+              alpha: float | None = None, no_sync: Callable | None = None) -> Tensor:
+    """PGD's perturbation: ``steps`` steps of size ``alpha`` (default ``2.5 * eps / steps``, Madry et
+    al. 2018) along the normalised gradient, each projected onto the ``eps``-ball per token.
+
+    ``g`` is the clean pass's gradient with respect to the embedding output (the first step); the
+    later steps take the gradient with respect to the perturbation only (``torch.autograd.grad``),
+    so no ``.grad`` is touched. ``no_sync(model)`` wraps those passes (DDP: see :class:`Adversary`).
+
+    Chapter: Adversarial training and robustness.
+    """
+    alpha = alpha if alpha is not None else 2.5 * eps / steps
+    delta = project(alpha * unit_per_token(g, mask), eps)
+    for _ in range(steps - 1):
+        delta = delta.detach().requires_grad_(True)
+        with (no_sync(model) if no_sync else nullcontext()), perturbed_embeddings(_unwrap(model), delta):
+            loss = model(**batch).loss
+        (g,) = torch.autograd.grad(loss, delta)
+        delta = project(delta + alpha * unit_per_token(g, mask), eps)
+    return delta.detach()
 
 
 @dataclass
@@ -159,19 +181,8 @@ class Adversary:
         if self.kind == "fgm":
             delta = fgm_delta(g, mask, self.eps)
         else:
-            delta = self._pgd(model, batch, g, mask, no_sync)
+            delta = pgd_delta(model, batch, g, mask, self.eps, self.steps, self.alpha, no_sync)
         with perturbed_embeddings(_unwrap(model), delta.detach()):
             adv_loss = model(**batch).loss
         backward(adv_loss)
         return adv_loss.detach()
-
-    def _pgd(self, model, batch: dict, g: Tensor, mask: Tensor, no_sync: Callable | None) -> Tensor:
-        alpha = self.alpha if self.alpha is not None else 2.5 * self.eps / self.steps
-        delta = project(alpha * unit_per_token(g, mask), self.eps)
-        for _ in range(self.steps - 1):
-            delta = delta.detach().requires_grad_(True)
-            with (no_sync(model) if no_sync else nullcontext()), perturbed_embeddings(_unwrap(model), delta):
-                loss = model(**batch).loss
-            (g,) = torch.autograd.grad(loss, delta)
-            delta = project(delta + alpha * unit_per_token(g, mask), self.eps)
-        return delta

@@ -50,10 +50,10 @@ def runs(name: str, values: Sequence[float]) -> Runs:
     return Runs(name, vals)
 
 
-def format_mean_sd(values: Sequence[float], digits: int = 3) -> str:
-    """``"0.812 +- 0.014"``: mean and sample standard deviation of ``values``."""
+def format_mean_sd(values: Sequence[float], digits: int = 3, sign: str = "+-") -> str:
+    """``"0.812 +- 0.014"``: mean and sample standard deviation of ``values`` (``sign="±"`` for tables)."""
     r = runs("values", values)
-    return f"{r.mean:.{digits}f} +- {r.sd:.{digits}f}"
+    return f"{r.mean:.{digits}f} {sign} {r.sd:.{digits}f}"
 
 
 def exceeds_spread(a: Runs, b: Runs) -> bool:

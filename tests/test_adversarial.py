@@ -11,7 +11,15 @@ import copy
 import pytest
 import torch
 
-from nerbook.adversarial import Adversary, fgm_delta, perturbed_embeddings, project, unit_per_token
+from nerbook.adversarial import (
+    Adversary,
+    fgm_delta,
+    perturbed_embeddings,
+    pgd_delta,
+    project,
+    unit_per_token,
+)
+from nerbook.align import align_word_labels
 from nerbook.data import LabelSchema
 from nerbook.model import load_model
 from nerbook.synthetic import synthetic_conll
@@ -25,13 +33,8 @@ def tiny():
     words = [["John", "lives", "in", "Paris", "."], ["Acme", "Corp", "hired", "Mary", "Smith", "today"]]
     tags = [["B-PER", "O", "O", "B-LOC", "O"], ["B-ORG", "I-ORG", "O", "B-PER", "I-PER", "O"]]
     enc = tok(words, is_split_into_words=True, padding=True, return_tensors="pt")
-    labels = torch.full(enc["input_ids"].shape, -100)
-    for i in range(len(words)):
-        seen = set()
-        for j, w in enumerate(enc.word_ids(i)):
-            if w is not None and w not in seen:  # the first sub-word of a word carries its label
-                labels[i, j] = schema.label2id[tags[i][w]]
-                seen.add(w)
+    labels = torch.tensor([align_word_labels(enc.word_ids(i), [schema.label2id[t] for t in tags[i]])
+                           for i in range(len(words))])
     batch = {**enc, "labels": labels}
     return model.eval(), batch
 
@@ -134,7 +137,7 @@ def test_pgd_stays_in_the_ball_and_beats_fgm(tiny) -> None:
     for kind, steps in (("fgm", 1), ("pgd", 5)):
         adv = Adversary(kind, eps=0.5, steps=steps)
         g = clean_gradient(model, batch, adv)
-        delta = fgm_delta(g, mask, 0.5) if kind == "fgm" else adv._pgd(model, batch, g, mask, None)
+        delta = fgm_delta(g, mask, 0.5) if kind == "fgm" else pgd_delta(model, batch, g, mask, 0.5, steps)
         assert (delta.norm(dim=-1) <= 0.5 + 1e-5).all() and (delta.norm(dim=-1)[~mask] == 0).all()
         with torch.no_grad(), perturbed_embeddings(model, delta):
             losses[kind] = model(**batch).loss.item()

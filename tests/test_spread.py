@@ -92,3 +92,9 @@ def test_glue_matches_myst_nb(monkeypatch) -> None:
     myst_glue.glue("gap", 0.0312, display=False)
     notebook.glue("gap", 0.0312, display=False)
     assert len(calls) == 2 and calls[0] == calls[1]
+
+
+def test_format_mean_sd_takes_the_sign_tables_use() -> None:
+    from nerbook.spread import format_mean_sd
+
+    assert format_mean_sd([0.8, 0.9], 2, sign="±") == "0.85 ± 0.07"

@@ -18,8 +18,9 @@ import torch
 
 from nerbook.align import WindowConfig, encode_windows, merge_windows
 from nerbook.batching import LengthGroupedBatchSampler, token_collator
+from nerbook.calibration import entity_confidences, tags_and_probs
 from nerbook.data import Sentence, sentences_to_dataset, tag_names
-from nerbook.metrics import entity_scores, spans
+from nerbook.metrics import entity_scores
 from nerbook.model import load_model, read_checkpoint_meta, schema_of_model
 from nerbook.runtime import resolve_device
 
@@ -41,7 +42,9 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
 
 @dataclass(frozen=True)
 class Entity:
-    """An entity found in text: ``text[start:end]`` is of ``type``, with a mean ``score``."""
+    """An entity found in text: ``text[start:end]`` is of ``type``; ``score`` is its confidence,
+    the probability of its least sure word (:func:`nerbook.calibration.entity_confidences`,
+    chapter "Safety and ethics")."""
 
     type: str
     start: int
@@ -97,8 +100,8 @@ class Tagger:
         return cls(model, tokenizer, device=device, **kwargs)
 
     @torch.inference_mode()
-    def _window_predictions(self, windows: datasets.Dataset) -> list[list]:
-        """(label id, probability) at every labelled position of every window."""
+    def _window_logits(self, windows: datasets.Dataset) -> list[list]:
+        """The logit row (a list of floats) at every labelled position of every window, None elsewhere."""
         self.model.eval()
         rows = windows.select_columns(["input_ids", "attention_mask"]).to_list()
         word_index = windows.select_columns(["word_index"]).to_dict()["word_index"]  # lists, not Arrow
@@ -109,26 +112,26 @@ class Tagger:
             batch = self.collator([rows[i] for i in batch_idx])
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with autocast_for(self.device, self.precision):
-                logits = self.model(**batch).logits
-            probs, ids = (logits.float() / self.temperature).softmax(-1).max(-1)
-            probs, ids = probs.cpu().tolist(), ids.cpu().tolist()
+                logits = self.model(**batch).logits.float().cpu().tolist()
             for row, i in enumerate(batch_idx):
-                n = len(rows[i]["input_ids"])
-                out[i] = [(ids[row][p], probs[row][p]) if word_index[i][p] >= 0 else None
-                          for p in range(n)]
+                out[i] = [logits[row][p] if w >= 0 else None for p, w in enumerate(word_index[i])]
         return out
 
-    def predict_dataset(self, dataset: datasets.Dataset) -> tuple[list[list[str]], list[list[float]]]:
-        """Tags and probabilities for every word of every sentence of a dataset."""
+    def word_logits(self, dataset: datasets.Dataset) -> list[torch.Tensor]:
+        """The raw logits at every word of every sentence, a ``(words, tags)`` tensor each (before
+        any temperature): what temperature scaling is fitted on (chapter "Safety and ethics")."""
         windows = encode_windows(dataset, self.tokenizer, self.window)
-        values = self._window_predictions(windows)
+        values = self._window_logits(windows)
         cols = windows.select_columns(["sentence", "word_index"]).to_dict()
         merged = merge_windows(cols["sentence"], cols["word_index"],
                                [len(t) for t in dataset["tokens"]], values)
-        names = self.schema.names
-        tags = [[names[i] for i, _ in sent] for sent in merged]
-        probs = [[p for _, p in sent] for sent in merged]
-        return tags, probs
+        n_tags = len(self.schema.names)
+        return [torch.tensor(sent, dtype=torch.float32).reshape(len(sent), n_tags) for sent in merged]
+
+    def predict_dataset(self, dataset: datasets.Dataset) -> tuple[list[list[str]], list[list[float]]]:
+        """Tags and probabilities (``softmax(logits / temperature)`` of the chosen tag) for every
+        word of every sentence of a dataset."""
+        return tags_and_probs(self.word_logits(dataset), self.schema.names, self.temperature)
 
     def score(self, dataset: datasets.Dataset, mode: str | None = None, token_level: bool = False) -> dict:
         """Entity-level scores of the predicted tags against a labelled dataset's (on words;
@@ -156,10 +159,7 @@ class Tagger:
         words = [split_words(t) for t in batch]
         tags, probs = self.tag_with_scores([[w for w, _, _ in ws] for ws in words])
         out: list[list[Entity]] = []
-        for text, ws, t, p in zip(batch, words, tags, probs):
-            ents = []
-            for typ, s, e in spans(t):
-                start, end = ws[s][1], ws[e][2]
-                ents.append(Entity(typ, start, end, text[start:end], sum(p[s:e + 1]) / (e - s + 1)))
-            out.append(ents)
+        for text, ws, sent_spans in zip(batch, words, entity_confidences(tags, probs)):
+            out.append([Entity(typ, ws[s][1], ws[e][2], text[ws[s][1]:ws[e][2]], conf)
+                        for typ, s, e, conf in sent_spans])
         return out[0] if single else out

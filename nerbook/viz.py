@@ -2,6 +2,8 @@
 
 - :func:`plot_history`  training loss and dev F1 curves of a :func:`nerbook.train.train` run
 - :func:`plot_confusion`  a word-level confusion matrix (from :func:`nerbook.metrics.confusion`)
+- :func:`plot_reliability`  a reliability diagram: accuracy against confidence, bin by bin
+- :func:`plot_risk_coverage`  precision against the share of entities kept, as the threshold rises
 - :func:`render_entities_html`  words with tags, or text with entity spans, as highlighted HTML
 
 Every piece of text that reaches the HTML (words, entity types) goes through
@@ -17,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
-__all__ = ["EntityHTML", "entity_color", "plot_confusion", "plot_history", "render_entities_html"]
+__all__ = ["EntityHTML", "entity_color", "plot_confusion", "plot_history", "plot_reliability",
+           "plot_risk_coverage", "render_entities_html"]
 
 #: Background colours of the CoNLL entity types (other types get one from the fallback list).
 TYPE_COLORS = {"PER": "#fde68a", "ORG": "#bfdbfe", "LOC": "#bbf7d0", "MISC": "#e9d5ff"}
@@ -110,6 +113,56 @@ def plot_confusion(matrix: Any, labels: Sequence[str], normalize: bool = True,
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
                  label="fraction of the gold row" if normalize else "words")
     ax.set_title(title or "confusion matrix (words)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(panels: Mapping[str, Sequence[Mapping[str, float]]], title: str | None = None) -> Figure:
+    """One reliability diagram per entry of ``panels`` (name -> the bins of
+    :func:`nerbook.calibration.reliability_bins`): each bin's accuracy as a bar over its
+    confidence range, its mean confidence as a dot, and the diagonal where they would agree.
+    A bar below the diagonal is overconfidence. The bin counts are printed above the bars.
+
+    Chapter: Safety and ethics.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8), squeeze=False)
+    for ax, (name, bins) in zip(axes[0], panels.items()):
+        ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="confidence = accuracy")
+        ax.bar([b["low"] for b in bins], [b["accuracy"] for b in bins],
+               width=[b["high"] - b["low"] for b in bins], align="edge", color="#93c5fd",
+               edgecolor="#1d4ed8", label="accuracy in the bin")
+        ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], "o", color="#b91c1c",
+                ms=4, label="mean confidence in the bin")
+        for b in bins:
+            ax.text((b["low"] + b["high"]) / 2, min(b["accuracy"] + 0.02, 1.0), str(b["count"]),
+                    ha="center", va="bottom", fontsize=7)
+        ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence", ylabel="accuracy", title=name)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_risk_coverage(curves: Mapping[str, Sequence[Mapping[str, float]]], title: str | None = None) -> Figure:
+    """Precision against coverage for each entry of ``curves`` (name -> the rows of
+    :func:`nerbook.calibration.risk_coverage`): moving right, the threshold falls and more
+    entities are kept.
+
+    Chapter: Safety and ethics.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, rows in curves.items():
+        ax.plot([r["coverage"] for r in rows], [r["precision"] for r in rows], "-", lw=1.8, label=name)
+    ax.set(xlabel="coverage (share of entities kept)", ylabel="precision of the kept entities",
+           xlim=(0, 1.01), title=title or "risk-coverage")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -9,11 +9,17 @@ import pytest
 import torch
 
 from nerbook.calibration import (
+    abstain,
     entity_confidences,
+    entity_outcomes,
     expected_calibration_error,
     fit_temperature,
+    nll,
+    precision_at_coverage,
     reliability_bins,
+    risk_coverage,
     span_correct,
+    tags_and_probs,
 )
 
 
@@ -123,3 +129,86 @@ def test_tagger_temperature_changes_confidence_not_tags(tiny_ckpt, synth):
     tagger = Tagger.from_checkpoint(tiny_ckpt)
     with pytest.raises(ValueError, match="temperature"):
         Tagger(tagger.model, tagger.tokenizer, temperature=0.0)
+
+
+def test_word_logits_give_the_tags_and_probabilities(tiny_ckpt, synth):
+    from nerbook.predict import Tagger
+
+    ds = synth["test"].select(range(12))
+    tagger = Tagger.from_checkpoint(tiny_ckpt, temperature=1.7)
+    logits = tagger.word_logits(ds)
+    tags, probs = tagger.predict_dataset(ds)
+    assert [len(x) for x in logits] == [len(t) for t in ds["tokens"]]
+    for lg, t, p in zip(logits, tags, probs):
+        assert [tagger.schema.names[i] for i in lg.argmax(-1).tolist()] == t
+        # the top probability of softmax(z / T), by hand: 1 / sum_j exp((z_j - z_max) / T)
+        by_hand = [1 / sum(math.exp((z - max(row)) / 1.7) for z in row) for row in lg.tolist()]
+        assert p == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_predict_text_scores_an_entity_by_its_least_sure_word(tiny_ckpt):
+    from nerbook.predict import Tagger, split_words
+
+    tagger = Tagger.from_checkpoint(tiny_ckpt)
+    texts = ["Maria Rossi , the chief executive of Acme Holdings , said on Monday that it would grow .",
+             "Jan de Vries told reporters in Rotterdam that Lindqvist AB had no comment ."]
+    _, probs = tagger.tag_with_scores([[w for w, _, _ in split_words(t)] for t in texts])
+    for text, ents, p in zip(texts, tagger.predict_text(texts), probs):
+        words = split_words(text)
+        starts = {w[1]: i for i, w in enumerate(words)}
+        ends = {w[2]: i for i, w in enumerate(words)}
+        for e in ents:
+            assert e.score == pytest.approx(min(p[starts[e.start]:ends[e.end] + 1]))
+    assert any(ents for ents in tagger.predict_text(texts))
+
+
+def test_risk_coverage_by_hand():
+    conf = [0.9, 0.8, 0.8, 0.6, 0.3]
+    ok = [True, True, False, True, False]
+    rows = risk_coverage(conf, ok)
+    # ties at 0.8 go together: the thresholds are the distinct confidences
+    assert [(r["threshold"], r["kept"]) for r in rows] == [(0.9, 1), (0.8, 3), (0.6, 4), (0.3, 5)]
+    assert [r["precision"] for r in rows] == pytest.approx([1.0, 2 / 3, 3 / 4, 3 / 5])
+    assert [r["coverage"] for r in rows] == pytest.approx([0.2, 0.6, 0.8, 1.0])
+    assert precision_at_coverage(conf, ok, 0.5)["threshold"] == 0.8      # 0.2 is too few: the next row
+    assert precision_at_coverage(conf, ok, 0.8)["precision"] == pytest.approx(0.75)
+    assert precision_at_coverage(conf, ok, 1.0)["kept"] == 5
+    with pytest.raises(ValueError, match="coverage"):
+        precision_at_coverage(conf, ok, 0.0)
+    with pytest.raises(ValueError, match="outcomes"):
+        risk_coverage(conf, ok[:2])
+
+
+def test_risk_falls_with_coverage_when_confidence_is_informative():
+    rng = random.Random(0)
+    conf = [rng.random() for _ in range(4000)]
+    ok = [rng.random() < c for c in conf]                 # right with probability = confidence
+    at = {c: precision_at_coverage(conf, ok, c)["precision"] for c in (0.2, 0.5, 1.0)}
+    assert at[0.2] > at[0.5] > at[1.0]
+    assert at[0.2] == pytest.approx(0.9, abs=0.03)        # the top fifth: mean confidence 0.9
+    assert at[1.0] == pytest.approx(0.5, abs=0.03)
+
+
+def test_abstain_turns_unsure_entities_into_o():
+    tags = [["B-PER", "I-PER", "O", "B-LOC"], ["B-ORG", "O"]]
+    probs = [[0.95, 0.55, 0.99, 0.8], [0.7, 0.9]]
+    kept, dropped = abstain(tags, probs, 0.6)
+    assert kept == [["O", "O", "O", "B-LOC"], ["B-ORG", "O"]] and dropped == 1
+    assert abstain(tags, probs, 0.0) == (tags, 0)
+    assert abstain(tags, probs, 0.75)[1] == 2
+    assert abstain(tags, probs, 0.75, how="product")[0][0] == ["O", "O", "O", "B-LOC"]
+
+
+def test_tags_probs_outcomes_and_nll_by_hand():
+    names = ["O", "B-PER", "I-PER"]
+    logits = [torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 1.0], [3.0, 0.0, 0.0]]), torch.tensor([[0.0, 0.0, 0.0]])]
+    tags, probs = tags_and_probs(logits, names, temperature=2.0)
+    assert tags == [["B-PER", "I-PER", "O"], ["O"]]
+    e1, e05, e15 = math.exp(1.0), math.exp(0.5), math.exp(1.5)  # logits / T
+    assert probs[0] == pytest.approx([e1 / (e1 + 2), e05 / (e05 + 2), e15 / (e15 + 2)])
+    assert probs[1] == pytest.approx([1 / 3])
+    conf, ok = entity_outcomes([["B-PER", "O", "O"], ["O"]], tags, probs)
+    assert conf == pytest.approx([e05 / (e05 + 2)]) and ok == [False]   # the gold entity is one word long
+    gold_ids = [[1, 2, 0], [1]]
+    by_hand = -(math.log(e1 / (e1 + 2)) + math.log(e05 / (e05 + 2)) + math.log(e15 / (e15 + 2)) + math.log(1 / 3)) / 4
+    assert nll(logits, gold_ids, temperature=2.0) == pytest.approx(by_hand)

@@ -165,6 +165,51 @@ def test_predict_text_json_lines(tmp_path, every_word_a_person, capsys):
         assert all(e["type"] == "PER" and 0.99 < e["score"] <= 1.0 for e in r["entities"])
 
 
+@pytest.fixture(scope="module")
+def every_word_a_coin_flip_person(tiny_ckpt, tmp_path_factory):
+    """The tiny checkpoint with a head whose logits are log 8 for B-PER and 0 for the eight other
+    tags, whatever the input: every word is a PER entity of probability 8 / (8 + 8) = 0.5."""
+    import math
+
+    import torch
+
+    from nerbook.model import load_model, save_checkpoint
+
+    model, tok = load_model(str(tiny_ckpt))
+    assert len(model.config.label2id) == 9
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([math.log(8) if n == "B-PER" else 0.0
+                                                  for n in model.config.label2id]))
+    return save_checkpoint(model, tok, tmp_path_factory.mktemp("half"), {"max_length": 128, "stride": 32})
+
+
+def test_predict_min_confidence_abstains_below_the_threshold(tmp_path, every_word_a_coin_flip_person, capsys):
+    model = every_word_a_coin_flip_person
+    (tmp_path / "t.txt").write_text("Maria Rossi flew to Oslo\n", encoding="utf-8")
+    code, out, err = run(capsys, "predict", "--model", model, "--input", tmp_path / "t.txt",
+                         "--min-confidence", "0.49")
+    assert code == 0, err
+    row = json.loads(out)
+    assert len(row["entities"]) == 5 and row["unsure"] == []
+    assert all(e["score"] == pytest.approx(0.5) for e in row["entities"])
+    code, out, err = run(capsys, "predict", "--model", model, "--input", tmp_path / "t.txt",
+                         "--min-confidence", "0.51")
+    row = json.loads(out)
+    assert row["entities"] == [] and [e["text"] for e in row["unsure"]] == ["Maria", "Rossi", "flew", "to", "Oslo"]
+    code, out, err = run(capsys, "predict", "--model", model, "--input", tmp_path / "t.txt")
+    assert "unsure" not in json.loads(out)                     # without the option, the output is as before
+    (tmp_path / "in.conll").write_text("Maria B-PER\nRossi I-PER\n\nOslo B-LOC\n", encoding="utf-8")
+    code, out, err = run(capsys, "predict", "--model", model, "--input", tmp_path / "in.conll",
+                         "--output", tmp_path / "out.conll", "--min-confidence", "0.51", "--json")
+    assert code == 0, err
+    assert json.loads(out)["unsure"] == 3
+    assert [ln.split()[-1] for ln in (tmp_path / "out.conll").read_text().split("\n") if ln] == ["O"] * 3
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--model", str(model), "--input", str(tmp_path / "t.txt"), "--min-confidence", "1.5"])
+    assert e.value.code == 2 and "--min-confidence: must be between 0 and 1" in capsys.readouterr().err
+
+
 def test_evaluate_model_data(tiny_ckpt, conll_dir, capsys):
     code, out, err = run(capsys, "evaluate", "--model", tiny_ckpt, "--data", conll_dir / "test.txt", "--json")
     assert code == 0, err

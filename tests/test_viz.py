@@ -122,3 +122,22 @@ def test_no_entities_and_bad_input():
     assert render_entities_html("", []) == '<div class="nerbook-entities" style="line-height:2.2"></div>'
     with pytest.raises(ValueError):
         render_entities_html(["a", "b"], ["O"])
+
+
+def test_reliability_diagram_draws_each_bin():
+    from nerbook.calibration import reliability_bins, risk_coverage
+    from nerbook.viz import plot_reliability, plot_risk_coverage
+
+    conf = [0.15, 0.55, 0.58, 0.95, 0.97, 0.99]
+    ok = [False, True, False, True, True, False]
+    bins = reliability_bins(conf, ok)
+    fig = plot_reliability({"before": bins, "after": bins[:2]}, title="t")
+    ax = fig.axes[0]
+    assert [round(p.get_height(), 3) for p in ax.patches] == [0.0, 0.5, 0.667]   # accuracy per bin
+    assert [round(p.get_x(), 2) for p in ax.patches] == [0.1, 0.5, 0.9]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "2", "3"]             # the counts
+    assert len(fig.axes[1].patches) == 2 and ax.get_title() == "before"
+    fig = plot_risk_coverage({"T = 1": risk_coverage(conf, ok)})
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
+    assert list(line.get_ydata())[:3] == pytest.approx([0.0, 0.5, 2 / 3])

@@ -28,6 +28,17 @@ def positive(kind=int, minimum: int = 1):
     return parse
 
 
+def probability(text: str) -> float:
+    """An argparse ``type`` accepting a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
 def device_arg(requested: str) -> str:
     """``requested`` as :func:`nerbook.runtime.resolve_device` resolves it, or a :class:`CliError`."""
     from nerbook.runtime import resolve_device

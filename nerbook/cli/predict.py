@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from nerbook.cli.common import CliError, positive
+from nerbook.cli.common import CliError, positive, probability
 
 CONLL_SUFFIXES = (".conll", ".iob", ".bio", ".iob2")
 
@@ -23,6 +23,10 @@ def add_parser(sub) -> None:
     r.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     r.add_argument("--format", choices=["auto", "conll", "text"], default="auto")
     r.add_argument("--batch-size", type=positive(int), default=64)
+    r.add_argument("--min-confidence", type=probability, default=0.0, metavar="X",
+                   help="abstain on entities whose confidence (the probability of their least sure "
+                        "word) is below X: text output lists them under \"unsure\" instead of "
+                        "\"entities\"; CoNLL output tags them O (default 0: keep all)")
     r.add_argument("--json", action="store_true", help="print a JSON summary (needs --output)")
     r.set_defaults(func=run, show=show)
 
@@ -69,27 +73,36 @@ def open_output(path: str | None, overwrite: bool = False, source: Path | None =
         raise CliError(f"--output {out}: cannot write there ({e.strerror})") from None
 
 
-def tag_conll(tagger, sents, keep_docstart: bool, out) -> dict:
+def tag_conll(tagger, sents, keep_docstart: bool, out, min_confidence: float = 0.0) -> dict:
     """Write every word line of CoNLL sentences with a predicted tag column added; with
-    ``keep_docstart``, a ``-DOCSTART-`` line opens each document as in the input."""
+    ``keep_docstart``, a ``-DOCSTART-`` line opens each document as in the input. Entities less
+    sure than ``min_confidence`` are tagged ``O`` (and counted as ``unsure``)."""
+    from nerbook.calibration import abstain
     from nerbook.data import conll_lines
 
-    tags = tagger.tag([s.tokens for s in sents], [s.doc_id for s in sents])
+    tags, probs = tagger.tag_with_scores([s.tokens for s in sents], [s.doc_id for s in sents])
+    tags, unsure = abstain(tags, probs, min_confidence)
     width = len(sents[0].columns[0])  # the reader checked that every word line has as many
     columns = [[[c[k] for c in s.columns] for s in sents] for k in range(1, width)]
     doc_ids = [s.doc_id for s in sents] if keep_docstart else None
     for line in conll_lines([s.tokens for s in sents], *columns, tags, doc_ids=doc_ids):
         out.write(line + "\n")
     return {"format": "conll", "sentences": len(sents), "tokens": sum(len(s.tokens) for s in sents),
-            "tagged": sum(len(t) for t in tags)}
+            "tagged": sum(len(t) for t in tags), "unsure": unsure}
 
 
-def tag_text(tagger, lines: list[str], out) -> dict:
-    """Write one JSON line ``{"text", "entities"}`` for every line of plain text."""
-    ents = tagger.predict_text(lines)
-    for text, es in zip(lines, ents):
-        out.write(json.dumps({"text": text, "entities": [e.as_dict() for e in es]}, ensure_ascii=False) + "\n")
-    return {"format": "text", "lines": len(lines), "entities": sum(len(e) for e in ents)}
+def tag_text(tagger, lines: list[str], out, min_confidence: float = 0.0) -> dict:
+    """Write one JSON line ``{"text", "entities"}`` for every line of plain text; with
+    ``min_confidence``, the entities less sure than that go to ``"unsure"`` instead."""
+    n_sure = n_unsure = 0
+    for text, es in zip(lines, tagger.predict_text(lines)):
+        row = {"text": text, "entities": [e.as_dict() for e in es if e.score >= min_confidence]}
+        if min_confidence > 0:
+            row["unsure"] = [e.as_dict() for e in es if e.score < min_confidence]
+            n_unsure += len(row["unsure"])
+        n_sure += len(row["entities"])
+        out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return {"format": "text", "lines": len(lines), "entities": n_sure, "unsure": n_unsure}
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -107,9 +120,9 @@ def run(args: argparse.Namespace) -> dict:
         tagger = Tagger.from_checkpoint(args.model, batch_size=args.batch_size)
         if sents is not None:
             keep_docstart = any(line.split()[:1] == [DOCSTART] for line in lines)
-            summary = tag_conll(tagger, sents, keep_docstart, out)
+            summary = tag_conll(tagger, sents, keep_docstart, out, args.min_confidence)
         else:
-            summary = tag_text(tagger, lines, out)
+            summary = tag_text(tagger, lines, out, args.min_confidence)
     except BaseException:
         if tmp is not None:
             out.close()

@@ -38,13 +38,20 @@ def _curve(proc: subprocess.Popen) -> dict:
     return json.loads(lines[0])
 
 
-@pytest.mark.parametrize("adversarial", [None, "pgd"], ids=["plain", "pgd"])
-def test_two_processes_follow_the_loss_curve_of_one(tmp_path, adversarial):
-    """With PGD (nerbook.adversarial) too: its inner passes run under no_sync and take gradients
-    with respect to the perturbation only; each step records 3 losses (clean, inner, final)."""
-    model = tmp_path / "tiny"
+@pytest.fixture(scope="module")
+def prepared_model(tmp_path_factory):
+    """The tiny model both runs of each test start from, prepared once."""
+    model = tmp_path_factory.mktemp("ddp") / "tiny"
     subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(model)], check=True, env=_env(),
                    cwd=ROOT, capture_output=True, timeout=120)
+    return model
+
+
+@pytest.mark.parametrize("adversarial", [None, "pgd"], ids=["plain", "pgd"])
+def test_two_processes_follow_the_loss_curve_of_one(prepared_model, adversarial):
+    """With PGD (nerbook.adversarial) too: its inner passes run under no_sync and take gradients
+    with respect to the perturbation only; each step records 3 losses (clean, inner, final)."""
+    model = prepared_model
     args = [str(SCRIPT), "--model", str(model), "--global-batch", "32", "--steps", "8"]
     args += ["--adversarial", adversarial, "--adv-steps", "2"] if adversarial else []
     port = "29517" if adversarial is None else "29519"

@@ -210,6 +210,9 @@ def resolve_model_path(name: str) -> str:
         if (p / "best" / "config.json").is_file() and not (p / "config.json").is_file():
             raise ModelLoadError(f"{p}: a training run's folder, not a model: use {p / 'best'} "
                                  f"(the best model) or {p / 'last'} (the last epoch's)")
+        if (p / "model.onnx").is_file() and not (p / "model.safetensors").is_file():
+            raise ModelLoadError(f"{p}: an ONNX export (nerbook export), not a PyTorch checkpoint: nerbook "
+                                 "predict/evaluate run it; train or export from the checkpoint it came from")
         if not (p / "config.json").is_file():
             raise ModelLoadError(f"{p}: not a model folder (no config.json)")
         return str(p)

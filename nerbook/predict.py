@@ -20,6 +20,7 @@ from nerbook.align import WindowConfig, encode_windows, merge_windows
 from nerbook.batching import LengthGroupedBatchSampler, token_collator
 from nerbook.calibration import entity_confidences, tags_and_probs
 from nerbook.data import Sentence, sentences_to_dataset, tag_names
+from nerbook.export import is_onnx_export, load_onnx
 from nerbook.metrics import entity_scores
 from nerbook.model import load_model, read_checkpoint_meta, schema_of_model
 from nerbook.runtime import resolve_device
@@ -89,13 +90,19 @@ class Tagger:
 
     @classmethod
     def from_checkpoint(cls, path: str, **kwargs) -> Tagger:
-        """Load a checkpoint saved by ``nerbook train`` with its window settings."""
-        model, tokenizer = load_model(str(path))
+        """Load a checkpoint saved by ``nerbook train`` with its window settings; or an ONNX
+        export of one (:mod:`nerbook.export`, a folder with ``model.onnx``), run on the CPU."""
         meta = read_checkpoint_meta(path)
         for key in ("max_length", "stride", "doc_context"):
             if key in meta and key not in kwargs:
                 kwargs[key] = meta[key]
-        device = resolve_device(kwargs.pop("device", None))
+        if is_onnx_export(path):
+            model, tokenizer = load_onnx(path)
+            device = kwargs.pop("device", None)
+            device = "cpu" if device in (None, "auto") else device
+        else:
+            model, tokenizer = load_model(str(path))
+            device = resolve_device(kwargs.pop("device", None))
         model.to(device)
         return cls(model, tokenizer, device=device, **kwargs)
 

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "nerbook"
 
 #: The faces: they present the core to people (command line, benchmarks, plots, notebooks).
-FACES = ("nerbook.cli", "nerbook.__main__", "nerbook.bench", "nerbook.viz", "nerbook.notebook")
+FACES = ("nerbook.cli", "nerbook.__main__", "nerbook.bench", "nerbook.viz", "nerbook.notebook",
+         "nerbook.serve")
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 

@@ -3,19 +3,30 @@
 
 Both tag the same sentences; the report gives the time, the agreement of their entity spans
 (on CoNLL words: a pipeline entity covers the words holding its first to its last character)
-and, for a labelled file, each one's entity F1.
+and, for a labelled file, each one's entity F1. The deployment contenders (ONNX Runtime, int8)
+are in :mod:`nerbook.bench.deploy`.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from nerbook.bench.deploy import (
+    DEPLOY_CONTENDERS,
+    DEPLOY_NOTE,
+    deploy_columns,
+    deploy_tagger,
+    prepare_exports,
+)
 from nerbook.bench.measure import MemoryMeter
 from nerbook.bench.runner import Runner, set_threads
 from nerbook.runtime import resolve_device
 
-PREDICT_CONTENDERS = ("pipeline", "pipeline-batched")
+PIPELINE_CONTENDERS = ("pipeline", "pipeline-batched")
+PREDICT_CONTENDERS = (*PIPELINE_CONTENDERS, *DEPLOY_CONTENDERS)
 
 
 @dataclass
@@ -111,25 +122,32 @@ def entity_set(tags: list[list[str]]) -> set:
     return {(i, *s) for i, t in enumerate(tags) for s in spans(t)}
 
 
-def run_predict_contender(name: str, spec: PredictSpec) -> dict:
-    """Tag the sentences with one contender: seconds and the word tags."""
+def run_predict_contender(name: str, spec: PredictSpec, export: str | None = None) -> dict:
+    """Tag the sentences with one contender: seconds, the word tags, peak memory, the weights' MB.
+    ``export``: the ONNX folder of an ``onnx``/``onnx-int8`` contender (:func:`prepare_exports`)."""
     import torch
 
+    from nerbook.export import weights_mb
     from nerbook.predict import Tagger
 
     set_threads(spec.threads)
     device = resolve_device(spec.device)
     sents = read_sentences(spec.data, spec.limit)
     words = [s.tokens for s in sents]
-    kw = {"precision": spec.precision} if spec.precision and name == "nerbook" else {}
-    tagger = Tagger.from_checkpoint(spec.model, batch_size=spec.batch_size, device=device, **kw)
-    if name == "nerbook":
+    if name in DEPLOY_CONTENDERS:
+        device = "cpu"
+        tagger, size = deploy_tagger(name, spec.model, export, spec.batch_size)
+    else:
+        kw = {"precision": spec.precision} if spec.precision and name == "nerbook" else {}
+        tagger = Tagger.from_checkpoint(spec.model, batch_size=spec.batch_size, device=device, **kw)
+        size = weights_mb(spec.model)
+    if name == "nerbook" or name in DEPLOY_CONTENDERS:
         tagger.tag(words[:8])  # warm-up, as for the pipeline
         with MemoryMeter(device) as mem:
             t0 = time.perf_counter()
             tags = tagger.tag(words, [s.doc_id for s in sents])
             seconds = time.perf_counter() - t0
-    elif name in PREDICT_CONTENDERS:
+    elif name in PIPELINE_CONTENDERS:
         from transformers import pipeline
 
         kw = {"batch_size": spec.batch_size} if name == "pipeline-batched" else {}
@@ -144,7 +162,7 @@ def run_predict_contender(name: str, spec: PredictSpec) -> dict:
         tags = [pipeline_word_tags(w, e) for w, e in zip(words, ents)]
     else:
         raise ValueError(f"unknown contender {name!r}; choose from nerbook, {', '.join(PREDICT_CONTENDERS)}")
-    return {"seconds": seconds, "tags": tags, "peak_mem_mb": mem.peak_mb}
+    return {"seconds": seconds, "tags": tags, "peak_mem_mb": mem.peak_mb, "size_mb": size, "device": device}
 
 
 def agreement(found: set, reference: set) -> float:
@@ -183,25 +201,28 @@ def summarise_predict(runs: dict[str, list[dict]], sents, comparable, reference:
 
 def bench_predict(spec: PredictSpec, against: list[str], repeat: int = 1, isolate: bool = True,
                   log=None) -> dict:
-    """Tagger vs the pipeline on the same sentences: sentences/s, ratio, agreement (and F1 if tagged)."""
+    """Tagger vs the pipeline (or the deployment contenders) on the same sentences: sentences/s,
+    ratio, agreement (and F1 if tagged); ONNX exports are made first, in a temporary folder."""
     import torch
 
-
     order = ["nerbook", *[c for c in against if c != "nerbook"]]
-    runner = Runner(isolate, ("transformers.pipelines",))
+    runner = Runner(isolate, ("transformers.pipelines", "nerbook.export"))
     runs: dict[str, list[dict]] = {c: [] for c in order}
-    for r in range(repeat):
-        for c in order:
-            run = runner(run_predict_contender, c, spec)
-            runs[c].append(run)
-            if log:
-                log(f"[{r + 1}/{repeat}] {c:<16} {run['seconds']:8.2f} s")
+    with tempfile.TemporaryDirectory(prefix="nerbook-bench-") as tmp:
+        exports = prepare_exports(spec.model, order, Path(tmp))
+        for r in range(repeat):
+            for c in order:
+                run = runner(run_predict_contender, c, spec, exports.get(c, {}).get("path"))
+                runs[c].append(run)
+                if log:
+                    log(f"[{r + 1}/{repeat}] {c:<16} {run['seconds']:8.2f} s")
     sents = read_sentences(spec.data, spec.limit)
     from transformers import AutoTokenizer
 
     comparable = same_words(single_piece_words(AutoTokenizer.from_pretrained(spec.model, use_fast=True),
                                                [s.tokens for s in sents]))
     out = summarise_predict(runs, sents, comparable)
+    deploy_columns(out, runs)
     n_words = sum(len(s.tokens) for s in sents)
     if not isolate:
         for entry in out.values():
@@ -218,4 +239,7 @@ def bench_predict(spec: PredictSpec, against: list[str], repeat: int = 1, isolat
                                      "tokenizer's pre-tokenizer keeps whole (see single_piece_words): "
                                      "where the pipeline's words are the CoNLL words",
              "seconds": "best of the interleaved repeats; model loading excluded"}
+    if exports or any(c in DEPLOY_CONTENDERS for c in order):
+        setup["exports"] = {c: {k: v for k, v in e.items() if k != "path"} for c, e in exports.items()}
+        setup["deploy"] = DEPLOY_NOTE
     return {"contenders": out, "setup": setup}

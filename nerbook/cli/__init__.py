@@ -1,5 +1,5 @@
-"""Command line: ``nerbook train | evaluate | predict | robustness | redact | bench`` (also
-``python -m nerbook``).
+"""Command line: ``nerbook train | evaluate | predict | robustness | redact | bench | serve |
+export`` (also ``python -m nerbook``).
 
 Every command prints a readable report, or JSON with ``--json``; bad input ends with a one-line
 ``nerbook: error: ...`` naming the file and line (or the argument) and exit status 2. A bug in
@@ -7,7 +7,8 @@ nerbook is not bad input: it surfaces as a traceback.
 
 One module a command (:mod:`~nerbook.cli.train`, :mod:`~nerbook.cli.evaluate`,
 :mod:`~nerbook.cli.predict`, :mod:`~nerbook.cli.robustness`, :mod:`~nerbook.cli.redact`,
-:mod:`~nerbook.cli.bench`), each with ``add_parser`` and ``run``.
+:mod:`~nerbook.cli.bench`, :mod:`~nerbook.cli.serve`, :mod:`~nerbook.cli.export`), each with
+``add_parser`` and ``run``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from nerbook.cli import bench, evaluate, predict, redact, robustness, train
+from nerbook.cli import bench, evaluate, export, predict, redact, robustness, serve, train
 from nerbook.cli.common import EXIT_BAD_INPUT, CliError
 
 
@@ -27,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="nerbook", description="Fine-tune, evaluate and run transformer NER models.")
     p.add_argument("--version", action="version", version=f"nerbook {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,robustness,redact,bench}")
-    for command in (train, evaluate, predict, robustness, redact, bench):
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,robustness,redact,bench,serve,export}")
+    for command in (train, evaluate, predict, robustness, redact, bench, serve, export):
         command.add_parser(sub)
     return p
 

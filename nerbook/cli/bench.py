@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from nerbook.bench.contenders import BERT_BASE_RANDOM, TRAIN_CONTENDERS
+from nerbook.bench.deploy import DEPLOY_CONTENDERS, deploy_table
 from nerbook.bench.prediction import PREDICT_CONTENDERS
 from nerbook.bench.report import predict_table, train_table
 from nerbook.bench.runner import set_threads
@@ -40,7 +41,10 @@ def add_parser(subparsers) -> None:
     t.add_argument("--record", help="write the JSON with provenance here")
     t.set_defaults(func=run_train, show=lambda r: print(train_table(r)))
 
-    p = sub.add_parser("predict", help="prediction: nerbook's Tagger vs transformers.pipeline")
+    p = sub.add_parser("predict", help="prediction: nerbook's Tagger vs transformers.pipeline, ONNX Runtime, int8",
+                       description="Tag the same sentences with nerbook's Tagger (eager PyTorch) and each "
+                                   "contender: the pipeline, or the checkpoint exported to ONNX (onnx), "
+                                   "quantized to int8 (onnx-int8, torch-int8), run on the CPU.")
     p.add_argument("--model", required=True, help="checkpoint folder saved by nerbook train")
     p.add_argument("--data", required=True, help="CoNLL file (with tags: F1 too)")
     p.add_argument("--limit", type=positive(int))
@@ -53,7 +57,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-isolate", dest="isolate", action="store_false")
     p.add_argument("--json", action="store_true")
     p.add_argument("--record", help="write the JSON with provenance here")
-    p.set_defaults(func=run_predict, show=lambda r: print(predict_table(r)))
+    p.set_defaults(func=run_predict, show=show_predict)
 
 
 def against(text: str, allowed: tuple[str, ...]) -> list[str]:
@@ -90,8 +94,12 @@ def run_train(args: argparse.Namespace) -> dict:
 
 def run_predict(args: argparse.Namespace) -> dict:
     from nerbook.bench import PredictSpec, bench_predict
+    from nerbook.export import is_onnx_export
 
     names = against(args.against, PREDICT_CONTENDERS)
+    if is_onnx_export(args.model):
+        raise CliError(f"--model {args.model}: an ONNX export; bench its PyTorch checkpoint "
+                       "with --against onnx (or onnx-int8)")
     device_arg(args.device)
     set_threads(args.threads)
     spec = PredictSpec(model=args.model, data=args.data, limit=args.limit, batch_size=args.batch_size,
@@ -102,3 +110,11 @@ def run_predict(args: argparse.Namespace) -> dict:
 
         write_record(args.record, result, [args.data], kind="bench")
     return result
+
+
+def show_predict(result: dict) -> None:
+    """The prediction table; with a deployment contender, the deployment table too (size, F1 change)."""
+    print(predict_table(result))
+    if any(c in DEPLOY_CONTENDERS for c in result["contenders"]):
+        print()
+        print(deploy_table(result))

@@ -25,18 +25,21 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.pii_eval`  a synthetic PII corpus and Presidio-style per-type scores (F2)
 - :mod:`nerbook.bias`      a bias audit by name origin, bootstrap intervals, a mitigation
 - :mod:`nerbook.attribution` integrated gradients and gradient x input, with a sanity check
+- :mod:`nerbook.export`    ONNX export, int8 quantization, running an export with ONNX Runtime
+- :mod:`nerbook.continual` a second data domain, replay, and continual fine-tuning
+- :mod:`nerbook.serve`     an HTTP API (FastAPI) with micro-batching, and a bounded load test
 - :mod:`nerbook.multimodal` text features, late and cross-attention fusion, CLIP's InfoNCE
 - :mod:`nerbook.records`   provenance records of runs and benchmarks
 - :mod:`nerbook.spread`    several seeds: mean +- sd, and whether a gap exceeds the spread
 - :mod:`nerbook.viz`       plots and HTML rendering
 - :mod:`nerbook.bench`     benchmarks against the naive loop, Trainer and pipeline
-- :mod:`nerbook.cli`       ``nerbook train|evaluate|predict|redact|robustness|bench``
+- :mod:`nerbook.cli`       ``nerbook train|evaluate|predict|redact|robustness|export|serve|bench``
 - :mod:`nerbook.notebook`  the first cell of every chapter
 
 Layers run one way: ``runtime``, ``schemes`` -> ``data`` -> ``align`` -> ``batching`` ->
 ``model`` -> ``predict`` -> ``train``, with ``metrics`` beside; ``attention``, ``losses``,
 ``lora``, ``multimodal``, ``pretrain``, ``adversarial`` apart; ``perturb``, ``bias`` and ``redact`` above ``predict``, ``calibration`` above ``metrics``,
-``pii`` and ``attribution`` apart; the faces ``viz``, ``bench``, ``cli`` and ``notebook`` on top.
+``pii`` and ``attribution`` apart; the faces ``viz``, ``bench``, ``cli``, ``serve`` and ``notebook`` on top.
 No core module imports a face (``tests/test_structure.py`` keeps it so).
 
 Submodules are imported on first use so that ``import nerbook`` stays cheap.
@@ -52,9 +55,10 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "adversarial", "align", "attention", "attribution", "batching", "bench", "bias", "calibration", "cli", "data",
-    "hub", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb", "pii", "pii_eval", "predict",
-    "pretrain", "records", "redact", "runtime", "schemes", "spread", "synthetic", "train", "viz",
+    "adversarial", "align", "attention", "attribution", "batching", "bench", "bias", "calibration", "cli",
+    "continual", "data", "export", "hub", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb",
+    "pii", "pii_eval", "predict", "pretrain", "records", "redact", "runtime", "schemes", "serve", "spread",
+    "synthetic", "train", "viz",
 }
 
 __all__ = ["Profile", "__version__", "setup_notebook", *sorted(_SUBMODULES)]

@@ -27,7 +27,7 @@ import sys
 if "google.colab" in sys.modules:
     import subprocess
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "nerbook[offline] @ git+{REPOSITORY_URL}@v0.1.0"], check=True)
+                    "nerbook[offline,deploy,serve] @ git+{REPOSITORY_URL}@v0.1.0"], check=True)
 import nerbook
 profile = nerbook.setup_notebook(seed=0)'''
 

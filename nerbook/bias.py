@@ -34,7 +34,7 @@ import numpy as np
 
 from nerbook.data import CONLL2003, Sentence, schema_of, sentences_to_dataset, tag_names
 from nerbook.metrics import spans
-from nerbook.perturb import sentence_rng
+from nerbook.perturb import replace_spans, sentence_rng, shouted
 from nerbook.synthetic import name_pools, tokenize_words
 
 __all__ = ["AUDIT_TEMPLATES", "ORIGINS", "REFERENCE_LOCALE", "LocaleCheck", "audit_dataset", "audit_locales",
@@ -351,24 +351,17 @@ def bias_report(tagger, dataset: datasets.Dataset, n_boot: int = 1000, seed: int
 
 def _rename(words: Sequence[str], tags: Sequence[str], pools: list[list[list[str]]], rate: float,
             rng: random.Random) -> tuple[list[str], list[str]]:
-    """Each PER span replaced with probability ``rate`` (the span logic of
-    :func:`nerbook.perturb.entity_swap`); a one-word person (a surname alone) gets the new
-    name's last word; a name in capitals stays in capitals."""
-    out_w: list[str] = []
-    out_t: list[str] = []
-    prev = 0
-    for typ, s, e in spans(tags):
+    """Each PER span replaced with probability ``rate`` (:func:`nerbook.perturb.replace_spans`);
+    a one-word person (a surname alone) gets the new name's last word; a name in capitals stays
+    in capitals."""
+    def renamed(typ: str, old: list[str]) -> list[str] | None:
         if typ != "PER" or rng.random() >= rate:
-            continue
+            return None
         new = list(rng.choice(rng.choice(pools)))
-        old = words[s:e + 1]
-        new = new[-1:] if s == e else new
-        if all(w == w.upper() for w in old) and any(sum(c.isalpha() for c in w) > 1 for w in old):
-            new = [w.upper() for w in new]
-        out_w += list(words[prev:s]) + new
-        out_t += list(tags[prev:s]) + ["B-PER"] + ["I-PER"] * (len(new) - 1)
-        prev = e + 1
-    return out_w + list(words[prev:]), out_t + list(tags[prev:])
+        new = new[-1:] if len(old) == 1 else new
+        return [w.upper() for w in new] if shouted(old) else new
+
+    return replace_spans(words, tags, renamed)
 
 
 def diversify_person_names(dataset: datasets.Dataset, names: Sequence[str] | Mapping[str, Sequence[str]],

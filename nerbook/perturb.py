@@ -33,7 +33,7 @@ from nerbook.synthetic import name_pools, tokenize_words
 __all__ = [
     "HOLDOUT_LOCALES", "KEYBOARD_NEIGHBOURS", "OCR_CONFUSIONS", "PERTURBATIONS", "char_noise",
     "entity_swap", "holdout_names", "lower", "perturb_dataset", "perturb_sentence", "punct_noise",
-    "robustness_report", "sentence_rng", "title", "upper",
+    "replace_spans", "robustness_report", "sentence_rng", "shouted", "title", "upper",
 ]
 
 Words = list[str]
@@ -152,7 +152,7 @@ def holdout_names(per_locale: int = 40) -> dict[str, tuple[tuple[str, ...], ...]
             for typ, names in raw.items()}
 
 
-def _shouted(words: Sequence[str]) -> bool:
+def shouted(words: Sequence[str]) -> bool:
     """Whether a name is written in capitals (as in a CoNLL dateline: ``BERLIN``)."""
     return all(w == w.upper() for w in words) and any(sum(ch.isalpha() for ch in w) > 1 for w in words)
 
@@ -167,22 +167,35 @@ def entity_swap(words: Sequence[str], tags: Sequence[str], rate: float, rng: ran
     Chapter: Adversarial training and robustness.
     """
     pools = holdout_names()
+
+    def held_out(typ: str, old: list[str]) -> list[str]:
+        if typ not in pools:
+            return old
+        k = rng.randrange(len(pools[typ]))
+        new = list(pools[typ][k])
+        if new == old:
+            new = list(pools[typ][(k + 1) % len(pools[typ])])
+        return [w.upper() for w in new] if shouted(old) else new
+
+    return replace_spans(words, tags, held_out)
+
+
+def replace_spans(words: Sequence[str], tags: Sequence[str],
+                  choose: Callable[[str, list[str]], list[str] | None]) -> tuple[Words, Tags]:
+    """Each entity span, in order, replaced by ``choose(type, its words)``: new words, tagged
+    ``B-X, I-X, ...`` whatever their number, or None to keep the span's words and tags as they
+    are. Words outside entities keep their tags. The span logic of :func:`entity_swap` and of
+    :func:`nerbook.bias.diversify_person_names`.
+    """
     out_w: Words = []
     out_t: Tags = []
     prev = 0
     for typ, s, e in spans(tags):
-        out_w += words[prev:s]
-        out_t += tags[prev:s]
-        old = list(words[s:e + 1])
-        new = old
-        if typ in pools:
-            k = rng.randrange(len(pools[typ]))
-            new = list(pools[typ][k])
-            if new == old:
-                new = list(pools[typ][(k + 1) % len(pools[typ])])
-            new = [w.upper() for w in new] if _shouted(old) else new
-        out_w += new
-        out_t += [f"B-{typ}"] + [f"I-{typ}"] * (len(new) - 1)
+        new = choose(typ, list(words[s:e + 1]))
+        if new is None:
+            continue
+        out_w += list(words[prev:s]) + new
+        out_t += list(tags[prev:s]) + [f"B-{typ}"] + [f"I-{typ}"] * (len(new) - 1)
         prev = e + 1
     return out_w + list(words[prev:]), out_t + list(tags[prev:])
 

@@ -28,7 +28,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 
-__all__ = ["CORPUS_TEMPLATES", "evaluate_spans", "scores_table", "synthetic_pii_corpus"]
+__all__ = ["CORPUS_TEMPLATES", "covered", "evaluate_spans", "scores_table", "synthetic_pii_corpus"]
 
 #: One line each; ``{TYPE}`` slots are personal data (gold spans), ``{lower}`` slots are not.
 CORPUS_TEMPLATES = (
@@ -191,7 +191,7 @@ def _triples(spans: Iterable) -> list[tuple[str, int, int]]:
     return out
 
 
-def _covered(start: int, end: int, others: Iterable[tuple[int, int]]) -> bool:
+def covered(start: int, end: int, others: Iterable[tuple[int, int]]) -> bool:
     """Whether the union of ``others`` covers at least half the characters of ``[start, end)``."""
     marks = set()
     for s, e in others:
@@ -225,9 +225,9 @@ def evaluate_spans(gold: Sequence[Iterable], predicted: Sequence[Iterable], beta
             g_t = [(s, e) for t, s, e in g if typ in (t, "ANY")]
             p_t = [(s, e) for t, s, e in p if typ in (t, "ANY")]
             c = counts.setdefault(typ, [0, 0, 0, 0])
-            c[0] += sum(_covered(s, e, p_t) for s, e in g_t)
+            c[0] += sum(covered(s, e, p_t) for s, e in g_t)
             c[1] += len(g_t)
-            c[2] += sum(_covered(s, e, g_t) for s, e in p_t)
+            c[2] += sum(covered(s, e, g_t) for s, e in p_t)
             c[3] += len(p_t)
     order = sorted(t for t in counts if t != "ANY") + ["ANY"]
     return {t: _row(*counts[t], beta) for t in order}

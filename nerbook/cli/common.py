@@ -28,15 +28,22 @@ def positive(kind=int, minimum: int = 1):
     return parse
 
 
-def probability(text: str) -> float:
-    """An argparse ``type`` accepting a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
+def between(low: float, high: float):
+    """An argparse ``type`` accepting a number from ``low`` to ``high`` (both included)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}, got {text}")
+        return value
+    parse.__name__ = f"number in [{low:g}, {high:g}]"
+    return parse
+
+
+#: An argparse ``type`` accepting a probability, a number in [0, 1].
+probability = between(0.0, 1.0)
 
 
 def device_arg(requested: str) -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -73,6 +74,24 @@ def open_output(path: str | None, overwrite: bool = False, source: Path | None =
         raise CliError(f"--output {out}: cannot write there ({e.strerror})") from None
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | None, overwrite: bool = False, source: Path | None = None):
+    """:func:`open_output` as a ``with`` block: the file is renamed into place when the block
+    ends normally, and removed if it raises (or is interrupted), so ``path`` is never half
+    written."""
+    out, tmp = open_output(path, overwrite, source)
+    try:
+        yield out
+    except BaseException:
+        if tmp is not None:
+            out.close()
+            tmp.unlink(missing_ok=True)
+        raise
+    if tmp is not None:
+        out.close()
+        os.replace(tmp, path)
+
+
 def tag_conll(tagger, sents, keep_docstart: bool, out, min_confidence: float = 0.0) -> dict:
     """Write every word line of CoNLL sentences with a predicted tag column added; with
     ``keep_docstart``, a ``-DOCSTART-`` line opens each document as in the input. Entities less
@@ -115,22 +134,13 @@ def run(args: argparse.Namespace) -> dict:
     sents = read_conll_sentences(inp, with_tags=False, lines=lines) if fmt == "conll" else None
     if sents is None and not any(line.strip() for line in lines):
         raise CliError(f"{inp}: no text (the file is empty or holds only blank lines)")
-    out, tmp = open_output(args.output, args.overwrite, inp)
-    try:
+    with atomic_output(args.output, args.overwrite, inp) as out:
         tagger = Tagger.from_checkpoint(args.model, batch_size=args.batch_size)
         if sents is not None:
             keep_docstart = any(line.split()[:1] == [DOCSTART] for line in lines)
             summary = tag_conll(tagger, sents, keep_docstart, out, args.min_confidence)
         else:
             summary = tag_text(tagger, lines, out, args.min_confidence)
-    except BaseException:
-        if tmp is not None:
-            out.close()
-            tmp.unlink(missing_ok=True)
-        raise
-    if tmp is not None:
-        out.close()
-        os.replace(tmp, args.output)
     summary["output"] = args.output or "-"
     return summary
 

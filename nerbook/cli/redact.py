@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 from nerbook.cli.common import CliError, positive
-from nerbook.cli.predict import open_output
+from nerbook.cli.predict import atomic_output
 
 __all__ = ["add_parser", "run", "show"]
 
@@ -30,7 +29,7 @@ def add_parser(sub) -> None:
     r.add_argument("--json", dest="json_lines", action="store_true",
                    help='write JSON lines {"text": redacted, "replacements": [...]} (offsets, not the removed text)')
     r.add_argument("--min-confidence", type=float, default=0.0,
-                   help="ignore model entities whose mean word probability is below this, in [0, 1] (default: 0)")
+                   help="ignore model entities less sure than this (the probability of their least sure word), in [0, 1] (default: 0)")
     r.add_argument("--patterns-only", action="store_true",
                    help="no model: e-mails, phones, cards, IBANs and IP addresses only (--model is ignored)")
     r.add_argument("--batch-size", type=positive(int), default=64)
@@ -59,8 +58,7 @@ def run(args: argparse.Namespace) -> dict:
     _checked(args)
     inp = Path(args.input)
     lines = read_lines(inp)  # bad input fails here, before the model loads
-    out, tmp = open_output(args.output, args.overwrite, inp)  # never the input; kept unless --overwrite
-    try:
+    with atomic_output(args.output, args.overwrite, inp) as out:  # never the input; kept unless --overwrite
         tagger = None
         if not args.patterns_only:
             from nerbook.predict import Tagger
@@ -68,14 +66,6 @@ def run(args: argparse.Namespace) -> dict:
             tagger = Tagger.from_checkpoint(args.model, batch_size=args.batch_size)
         texts, records = redact(lines, tagger, min_confidence=args.min_confidence)
         _write(out, texts, records, args.json_lines)
-    except BaseException:
-        if tmp is not None:
-            out.close()
-            tmp.unlink(missing_ok=True)
-        raise
-    if tmp is not None:
-        out.close()
-        os.replace(tmp, args.output)
     by_type = Counter(r["type"] for recs in records for r in recs)
     return {"input": str(inp), "output": args.output or "-", "lines": len(lines),
             "replacements": sum(by_type.values()), "by_type": dict(sorted(by_type.items())),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nerbook.cli.common import CliError, positive
+from nerbook.cli.common import CliError, between, positive
 
 __all__ = ["add_parser", "run", "show"]
 
@@ -20,15 +20,8 @@ def port_number(text: str) -> int:
     return value
 
 
-def milliseconds(text: str) -> float:
-    """An argparse ``type`` accepting a number of milliseconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 60_000:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 60000, got {text}")
-    return value
+#: An argparse ``type`` accepting a wait in milliseconds, 0 to 60000.
+milliseconds = between(0, 60_000)
 
 
 def add_parser(sub) -> None:

@@ -63,11 +63,16 @@ def tags_and_probs(word_logits: Sequence[Tensor], names: Sequence[str],
                    temperature: float = 1.0) -> tuple[list[list[str]], list[list[float]]]:
     """For each sentence's ``(words, tags)`` logits: the most likely tag of every word and its
     probability under ``softmax(logits / temperature)``. The tags do not depend on T."""
-    tags, probs = [], []
-    for logits in word_logits:
-        p, ids = (logits.float() / temperature).softmax(-1).max(-1)
-        tags.append([names[i] for i in ids.tolist()])
-        probs.append(p.tolist())
+    if not word_logits:
+        return [], []
+    lengths = [len(z) for z in word_logits]
+    p, ids = (torch.cat([torch.as_tensor(z).float() for z in word_logits]) / temperature).softmax(-1).max(-1)
+    p, ids = p.tolist(), ids.tolist()  # one softmax over all words, then cut back into sentences
+    tags, probs, start = [], [], 0
+    for n in lengths:
+        tags.append([names[i] for i in ids[start:start + n]])
+        probs.append(p[start:start + n])
+        start += n
     return tags, probs
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import datasets
+import numpy as np
 import regex
 import torch
 
@@ -107,21 +108,21 @@ class Tagger:
         return cls(model, tokenizer, device=device, **kwargs)
 
     @torch.inference_mode()
-    def _window_logits(self, windows: datasets.Dataset) -> list[list]:
-        """The logit row (a list of floats) at every labelled position of every window, None elsewhere."""
+    def _window_logits(self, windows: datasets.Dataset) -> list[np.ndarray]:
+        """The logits of every window, a ``(length, tags)`` float32 array each (rows of all its
+        positions; :func:`~nerbook.align.merge_windows` reads the labelled ones)."""
         self.model.eval()
         rows = windows.select_columns(["input_ids", "attention_mask"]).to_list()
-        word_index = windows.select_columns(["word_index"]).to_dict()["word_index"]  # lists, not Arrow
-        out: list[list] = [[] for _ in rows]
+        out: list[np.ndarray] = [np.empty((0, 0), np.float32)] * len(rows)
         sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in rows], self.batch_size,
                                             shuffle=False)
         for batch_idx in sampler:
             batch = self.collator([rows[i] for i in batch_idx])
             batch = {k: v.to(self.device) for k, v in batch.items()}
             with autocast_for(self.device, self.precision):
-                logits = self.model(**batch).logits.float().cpu().tolist()
+                logits = self.model(**batch).logits.float().cpu().numpy()
             for row, i in enumerate(batch_idx):
-                out[i] = [logits[row][p] if w >= 0 else None for p, w in enumerate(word_index[i])]
+                out[i] = logits[row, :len(rows[i]["input_ids"])]
         return out
 
     def word_logits(self, dataset: datasets.Dataset) -> list[torch.Tensor]:
@@ -133,7 +134,7 @@ class Tagger:
         merged = merge_windows(cols["sentence"], cols["word_index"],
                                [len(t) for t in dataset["tokens"]], values)
         n_tags = len(self.schema.names)
-        return [torch.tensor(sent, dtype=torch.float32).reshape(len(sent), n_tags) for sent in merged]
+        return [torch.from_numpy(np.stack(sent)) if sent else torch.zeros(0, n_tags) for sent in merged]
 
     def predict_dataset(self, dataset: datasets.Dataset) -> tuple[list[list[str]], list[list[float]]]:
         """Tags and probabilities (``softmax(logits / temperature)`` of the chosen tag) for every

@@ -83,6 +83,48 @@ def test_export_matches_pytorch_on_the_checked_shapes(exported, tiny_ckpt):
     assert (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file()
 
 
+def test_export_traces_plain_attention_and_one_gelu_per_layer(exported):
+    """Plain attention exports as MatMul-Softmax-MatMul (no NaN guards of the fused call), and
+    opset 20 keeps GELU one operator: the graph ONNX Runtime runs fastest (see export_onnx)."""
+    import collections
+
+    import onnx
+    from transformers import AutoConfig
+
+    out, printed = exported
+    assert printed["attention"] == "eager" and printed["opset"] == 20
+    layers = AutoConfig.from_pretrained(out).num_hidden_layers
+    ops = collections.Counter(n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node)
+    assert ops["Softmax"] == layers and ops["Gelu"] == layers, ops
+    assert "IsNaN" not in ops and "Erf" not in ops
+
+
+def test_onnx_runtime_leaves_the_slow_fusion_off(exported, tmp_path, monkeypatch):
+    """The fusion nerbook turns off exists under that name and fires on an export (a misspelt name
+    would be ignored silently), and nerbook's session is opened without it."""
+    import onnx
+    import onnxruntime as ort
+
+    from nerbook.export import SLOW_FUSIONS
+
+    model = str(exported[0] / "model.onnx")
+
+    def ops_after_optimizing(disabled: list[str]) -> set[str]:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        opts.optimized_model_filepath = str(tmp_path / f"optimized-{len(disabled)}.onnx")
+        ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+        return {n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node}
+
+    assert "SkipLayerNormalization" in ops_after_optimizing([])
+    assert "SkipLayerNormalization" not in ops_after_optimizing(list(SLOW_FUSIONS))
+    seen: dict = {}
+    opened = ort.InferenceSession
+    monkeypatch.setattr(ort, "InferenceSession", lambda *a, **k: seen.update(k) or opened(*a, **k))
+    OnnxTokenClassifier(exported[0], threads=1)
+    assert set(SLOW_FUSIONS) <= set(seen["disabled_optimizers"])
+
+
 def test_dynamic_axes_run_at_new_shapes(exported, tiny_ckpt):
     from nerbook.model import load_model
 
@@ -160,7 +202,7 @@ def test_predict_cli_runs_an_export(exported, tiny_ckpt, conll_dir, tmp_path, ca
 def test_export_cli_int8_and_refusals(tiny_ckpt, exported, tmp_path, capsys, monkeypatch):
     import nerbook.export
 
-    def reuse_the_export(model, out, opset=18, overwrite=False):  # the fixture's: one export is enough
+    def reuse_the_export(model, out, opset=20, overwrite=False):  # the fixture's: one export is enough
         shutil.copytree(exported[0], out)
         return {}
 

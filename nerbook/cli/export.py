@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     e.add_argument("--out", required=True, help="folder to write: model.onnx, tokenizer, config.json, nerbook.json")
     e.add_argument("--int8", action="store_true",
                    help="write the int8 model (ONNX Runtime dynamic quantization) to --out instead of the fp32 one")
-    e.add_argument("--opset", type=positive(int, 14), default=18, help="ONNX opset (default 18)")
+    e.add_argument("--opset", type=positive(int, 14), default=20, help="ONNX opset (default 20)")
     e.add_argument("--overwrite", action="store_true", help="replace --out if it exists and is not empty")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=run, show=show)
@@ -53,14 +53,15 @@ def run(args: argparse.Namespace) -> dict:
                 meta = quantize_onnx_int8(Path(tmp) / "fp32", out, overwrite=args.overwrite)
     except FileExistsError as e:
         raise CliError(f"--out {e}") from None
-    keys = ("format", "precision", "exporter", "opset", "inputs", "checked_shapes", "max_abs_logit_diff",
+    keys = ("format", "precision", "exporter", "opset", "attention", "inputs", "checked_shapes", "max_abs_logit_diff",
             "per_channel", "max_abs_logit_diff_vs_fp32")
     return {"model": str(model), "out": str(out), **{k: meta[k] for k in keys if k in meta},
             "size_mb": weights_mb(out), "model_size_mb": weights_mb(model)}
 
 
 def show(r: dict) -> None:
-    print(f"wrote {r['out']}: {r['format']} {r['precision']}, opset {r['opset']}, exporter {r['exporter']}")
+    print(f"wrote {r['out']}: {r['format']} {r['precision']}, opset {r['opset']}, exporter {r['exporter']}, "
+          f"{r.get('attention', 'default')} attention")
     print(f"weights: {r['size_mb']:.2f} MB (checkpoint {r['model_size_mb']:.2f} MB)")
     shapes = ", ".join(f"{b}x{n}" for b, n in r["checked_shapes"])
     print(f"max |logit difference|, fp32 export vs PyTorch: {r['max_abs_logit_diff']:.2e} (batch x length {shapes})")

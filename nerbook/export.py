@@ -40,8 +40,9 @@ CHECK_SHAPES = ((1, 5), (1, 40), (3, 5), (3, 40))
 #: The shape the exporter traces with (not 0 or 1, which ``torch.export`` would specialise).
 TRACE_SHAPE = (2, 16)
 #: ONNX Runtime graph fusions left off: its fused SkipLayerNormalization kernel took 0.5 ms a call
-#: where the Add and LayerNormalization it replaces took 0.15 ms (MiniLM, batches of 16, 2 threads),
-#: a fifth of the int8 model's time.
+#: where the Add and LayerNormalization it replaces took 0.15 ms (MiniLM int8, CoNLL-2003 dev,
+#: batches of 16, 2 threads, onnxruntime 1.32), a fifth of the int8 model's time. Chapter
+#: "Deployment" profiles both.
 SLOW_FUSIONS = ("SkipLayerNormFusion",)
 #: Weight files whose size :func:`weights_mb` counts.
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", ONNX_FILE, f"{ONNX_FILE}.data")
@@ -201,8 +202,8 @@ def export_onnx(checkpoint_dir: str | os.PathLike, out_dir: str | os.PathLike, o
     The graph is traced with the model's plain ("eager") attention, not PyTorch's fused
     ``scaled_dot_product_attention``: the same numbers, but as MatMul, Softmax and MatMul, which ONNX
     Runtime fuses and quantizes, where the fused call's decomposition (with its NaN guards) ran
-    slower. Opset 20 keeps GELU one operator. Measured on MiniLM (CoNLL-2003 dev, 1,200 sentences,
-    batches of 16): int8 model time 1.93x faster than eager PyTorch before, 2.31x after.
+    slower. Opset 20 keeps GELU one operator. Both were found with ONNX Runtime's profiler
+    (chapter "Deployment"); the speeds are in ``records/bench-predict-deploy-*.json``.
 
     Returns (and records in ``nerbook.json``) the checkpoint's meta plus ``format``,
     ``precision`` (``fp32``), ``exporter`` (``dynamo``, or ``torchscript`` and why), ``opset``,

@@ -126,7 +126,7 @@ def test_summarise_train_by_hand():
 
     runs = {"nerbook": [run(4.0, 0.80, mem=100.0), run(2.0, 0.90, mem=120.0)],
             "seed": [run(10.0, 0.70, computed=3200), run(12.0, 0.60, computed=3200)]}
-    out = summarise(runs, peak=2.0)  # a 2 TFLOP/s card
+    out = summarise(runs, peak=2.0, rates={"fp32": 1.0, "bf16": 4.0})  # a 2 TFLOP/s card; measured rates
     assert out["nerbook"]["seconds"] == 2.0 and out["seed"]["seconds"] == 10.0  # the faster repeat
     assert out["nerbook"]["ratio"] == 1.0 and out["seed"]["ratio"] == 5.0      # 10 s / 2 s
     assert out["nerbook"]["tokens_per_s"] == 400.0                             # 800 real tokens / 2 s
@@ -135,6 +135,22 @@ def test_summarise_train_by_hand():
     assert out["nerbook"]["peak_mem_mb"] == 120.0 and out["seed"]["peak_mem_mb"] is None
     assert out["nerbook"]["mfu"] == pytest.approx(1.0)                         # 4 TFLOP in 2 s on 2 TFLOP/s
     assert out["seed"]["mfu"] == pytest.approx(0.2)
+    assert out["nerbook"]["mfu_fp32"] == pytest.approx(2.0)                    # 2 TFLOP/s over 1 TFLOP/s
+    assert out["nerbook"]["mfu_bf16"] == pytest.approx(0.5) and out["seed"]["mfu_bf16"] == pytest.approx(0.1)
+
+
+def test_matmul_rate_counts_two_n_cubed_per_product(monkeypatch):
+    """With a clock that advances 0.1 s per reading, 0.3 s take three timed products of 2 x 64^3
+    FLOPs each (the clock is read once at the start and once after each product)."""
+    import itertools
+
+    from nerbook.bench import measure
+
+    ticks = itertools.count()
+    monkeypatch.setattr(measure, "perf_counter", lambda: next(ticks) / 10)
+    rate = measure.matmul_tflops("cpu", "fp32", size=64, min_seconds=0.3)
+    assert rate == pytest.approx(3 * 2 * 64**3 / 0.3 / 1e12)
+    assert set(measure.matmul_rates("cpu")) == {"fp32", "bf16"}
 
 
 def test_summarise_predict_by_hand():

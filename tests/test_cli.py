@@ -56,6 +56,9 @@ def test_train_keeps_pretrained_embeddings_unless_asked(tmp_path, conll_dir, cap
                          "--json", *flags)
     assert code == 0, err
     r = json.loads(out)
+    from nerbook.cli.train import OFFLINE_LR
+
+    assert r["config"]["lr"] == OFFLINE_LR  # no --lr: the offline model's measured default
     total, embeddings = bert_token_classifier_size(tmp_path / "run" / "best" / "config.json")
     assert (total, embeddings) == (22_568_841, 30522 * 384)  # MiniLM-L6 with 9 labels
     assert r["trainable_parameters"] == (total if trains_embeddings else total - embeddings)
@@ -303,3 +306,18 @@ def test_number_arguments(flag, value, ok, capsys):
         with pytest.raises(SystemExit) as e:
             build_parser().parse_args(argv)
         assert e.value.code == 2 and f"argument {flag}: " in capsys.readouterr().err
+
+
+def test_default_learning_rate_by_model_and_on_resume(tmp_path):
+    """Without --lr: the offline MiniLM gets the sweep's best (the committed record says which),
+    other models BERT's 5e-5, and a resumed run the learning rate it was started with."""
+    from nerbook.cli.train import LR_RECORD, OFFLINE_LR, OTHER_LR, default_lr
+
+    record = json.loads((Path(__file__).resolve().parents[1] / LR_RECORD).read_text())["result"]
+    assert OFFLINE_LR == record["best_lr"]
+    means = {row["lr"]: sum(row["dev_f1"]) / len(row["dev_f1"]) for row in record["summary"]}
+    assert max(means, key=means.get) == OFFLINE_LR and len(record["setup"]["seeds"]) >= 2
+    assert default_lr("offline") == OFFLINE_LR
+    assert default_lr("bert-base-cased") == default_lr("tiny") == default_lr(str(tmp_path)) == OTHER_LR == 5e-5
+    (tmp_path / "nerbook.json").write_text(json.dumps({"labels": ["O"], "train_config": {"lr": 3e-4}}))
+    assert default_lr("offline", resume=str(tmp_path)) == 3e-4

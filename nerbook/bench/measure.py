@@ -2,7 +2,8 @@
 
 :class:`MemoryMeter` reads a run's own peak memory, :class:`TokenCounter` counts every
 training forward pass's real and padded tokens whatever loop drives the model, and
-:func:`model_flops` turns tokens into the useful work for the model-FLOP utilisation (MFU).
+:func:`model_flops` turns tokens into the useful work for the model-FLOP utilisation (MFU), and
+:func:`matmul_tflops` measures what that work is compared with on a CPU (no spec-sheet peak).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from time import perf_counter
 
 #: Dense bf16 peak of some cards in TFLOP/s (spec sheets, without sparsity), for MFU.
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "GH200": 989.0, "A100": 312.0, "L40S": 362.0,
@@ -151,3 +153,35 @@ def peak_tflops(device: str) -> float | None:
         if key in name:
             return value
     return None
+
+
+def matmul_tflops(device: str, dtype: str = "bf16", size: int = 1024, min_seconds: float = 0.3) -> float:
+    """The rate of ``size x size`` matrix products in ``dtype`` (``fp32`` or ``bf16``) on
+    ``device`` with the current threads, in TFLOP/s (``2 size^3`` per product): what a CPU's MFU
+    is measured against, in the same run, because a CPU has no spec-sheet peak for its cores'
+    share of a shared machine. Products run until ``min_seconds`` have passed, after two untimed."""
+    import torch
+
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=g).to(device=device, dtype=kind)
+    b = torch.randn(size, size, generator=g).to(device=device, dtype=kind)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    with torch.inference_mode():
+        for _ in range(2):
+            a @ b
+        sync()
+        n, start = 0, perf_counter()
+        while True:
+            a @ b
+            n += 1
+            sync()
+            elapsed = perf_counter() - start
+            if elapsed >= min_seconds:
+                break
+    return 2.0 * size**3 * n / elapsed / 1e12
+
+
+def matmul_rates(device: str, dtypes: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, float]:
+    """:func:`matmul_tflops` for each dtype, keyed by its name."""
+    return {d: matmul_tflops(device, d) for d in dtypes}

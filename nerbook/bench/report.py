@@ -15,13 +15,20 @@ def fmt(value, spec: str) -> str:
 
 def train_table(result: dict) -> str:
     """One line per contender of :func:`nerbook.bench.bench_train`'s result: seconds, ratio to
-    nerbook, real tokens per second, tokens computed, padding share, peak memory, dev F1."""
+    nerbook, real tokens per second, tokens computed, padding share, peak memory, dev F1, and the
+    model-FLOP utilisation against the fp32 and bf16 matrix-product rates measured in the run."""
     lines = [f"{'contender':<15}{'seconds':>9}{'ratio':>8}{'tokens/s':>10}{'computed':>10}{'pad %':>7}"
-             f"{'mem MB':>8}{'dev F1':>8}"]
+             f"{'mem MB':>8}{'dev F1':>8}{'MFU fp32':>10}{'MFU bf16':>10}"]
+    pct = lambda v: "-" if v is None else f"{100 * v:.0f}%"  # noqa: E731
     for name, c in result["contenders"].items():
         lines.append(f"{name:<15}{c['seconds']:>9.2f}{c['ratio']:>8.2f}{c['tokens_per_s']:>10.0f}"
                      f"{c['computed_tokens']:>10}{100 * c['padding_share']:>7.1f}"
-                     f"{fmt(c['peak_mem_mb'], '.0f'):>8}{fmt(c['dev_f1'], '.4f'):>8}")
+                     f"{fmt(c['peak_mem_mb'], '.0f'):>8}{fmt(c['dev_f1'], '.4f'):>8}"
+                     f"{pct(c.get('mfu_fp32')):>10}{pct(c.get('mfu_bf16')):>10}")
+    rates = result.get("setup", {}).get("matmul_tflops")
+    if rates:
+        lines.append("MFU: model FLOPs/s over the rate of 1024 x 1024 matrix products in this run: "
+                     + ", ".join(f"{d} {1000 * r:.0f} GFLOP/s" for d, r in rates.items()))
     return "\n".join(lines)
 
 

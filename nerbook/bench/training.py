@@ -15,13 +15,16 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from nerbook.bench.contenders import TrainSpec, run_train_contender
-from nerbook.bench.measure import MEMORY_NOTE, peak_tflops
+from nerbook.bench.measure import MEMORY_NOTE, matmul_rates, peak_tflops
 from nerbook.bench.runner import Runner
 from nerbook.runtime import resolve_device, resolve_precision
 
 
-def summarise(runs: dict[str, list[dict]], reference: str = "nerbook", peak: float | None = None) -> dict:
-    """Per contender: best-of-R seconds, tokens/s, computed tokens, peak memory, mean dev F1, ratio."""
+def summarise(runs: dict[str, list[dict]], reference: str = "nerbook", peak: float | None = None,
+              rates: dict[str, float] | None = None) -> dict:
+    """Per contender: best-of-R seconds, tokens/s, computed tokens, peak memory, mean dev F1, ratio;
+    ``mfu`` against a card's ``peak`` TFLOP/s, and ``mfu_fp32``/``mfu_bf16`` against the matrix
+    product ``rates`` (TFLOP/s) measured in the same run."""
     out: dict[str, dict] = {}
     for name, rs in runs.items():
         best = min(rs, key=lambda r: r["seconds"])
@@ -37,6 +40,8 @@ def summarise(runs: dict[str, list[dict]], reference: str = "nerbook", peak: flo
                  "runs": [{k: r.get(k) for k in ("seconds", "peak_mem_mb", "dev_f1", "train_loss")} for r in rs]}
         if peak:
             entry["mfu"] = best["model_flops"] / best["seconds"] / (peak * 1e12)
+        for dtype, rate in (rates or {}).items():
+            entry[f"mfu_{dtype}"] = best["model_flops"] / best["seconds"] / (rate * 1e12)
         out[name] = entry
     ref = out[reference]["seconds"]
     for entry in out.values():
@@ -67,6 +72,8 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
     order = ["nerbook", *[c for c in against if c != "nerbook"]]
     runner = Runner(isolate, ("transformers.trainer",) if any(c.startswith("trainer") for c in order) else ())
     runs: dict[str, list[dict]] = {c: [] for c in order}
+    device = resolve_device(spec.device)
+    before = matmul_rates(device)
     with tempfile.TemporaryDirectory() as tmp:
         frozen = frozen_tiny(spec, tmp)
         for r in range(repeat):
@@ -76,7 +83,8 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
                 runs[c].append(run)
                 if log:
                     log(f"[{r + 1}/{repeat}] {c:<14} {run['seconds']:8.2f} s  dev F1 {run.get('dev_f1')}")
-    device = resolve_device(spec.device)
+    after = matmul_rates(device)  # the faster of before and after: what the cores could do in this run
+    rates = {d: max(before[d], after[d]) for d in before}
     setup = {"task": "train", **asdict(spec), "repeat": repeat, "isolated": isolate,
              "contender_order": order, "device": device,
              "threads": spec.threads or torch.get_num_threads(),
@@ -86,10 +94,14 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
              "dev_f1": "entity F1 on the dev set (nerbook.train.evaluate, fp32), mean over the repeats; "
                        "repeat r uses seed + r for every contender (the Trainer: 42 + seed + r)",
              "memory": MEMORY_NOTE[device] if isolate else "not measured per run (isolation off)",
-             "peak_bf16_tflops": peak_tflops(device)}
+             "peak_bf16_tflops": peak_tflops(device),
+             "matmul_tflops": rates,
+             "mfu": "model FLOPs (6 x non-embedding parameters x real tokens + attention) per second of "
+                    "the best run, over a card's bf16 peak (mfu) and over the rate of 1024 x 1024 matrix "
+                    "products measured before and after the runs, the faster (mfu_fp32, mfu_bf16)"}
     first = runs["nerbook"][0]
     setup.update(n_train=first["n_train"], n_valid=first["n_valid"], parameters=first["parameters"])
-    contenders = summarise(runs, peak=setup["peak_bf16_tflops"])
+    contenders = summarise(runs, peak=setup["peak_bf16_tflops"], rates=rates)
     if not isolate:
         for entry in contenders.values():
             entry["peak_mem_mb"] = None

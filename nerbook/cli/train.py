@@ -7,6 +7,27 @@ from pathlib import Path
 
 from nerbook.cli.common import CliError, positive
 
+#: ``nerbook train``'s learning rate for the offline MiniLM when ``--lr`` is not given: the best mean
+#: dev F1 of the sweep in :data:`LR_RECORD` (1,000 CoNLL-2003 sentences, 3 epochs, 2 seeds).
+OFFLINE_LR = 2e-4
+#: The record of that sweep (``bench/lr_defaults.py``).
+LR_RECORD = "records/lr-defaults-cpu-minilm-conll2003.json"
+#: For every other model (BERT-base and the like): 5e-5, from Devlin et al. (2019), not measured here.
+OTHER_LR = 5e-5
+
+
+def default_lr(model: str, resume: str | None = None) -> float:
+    """The learning rate ``nerbook train`` uses without ``--lr``: the interrupted run's when
+    resuming (so a resumed run ends as it would have), else by model (:data:`OFFLINE_LR`,
+    :data:`OTHER_LR`)."""
+    if resume:
+        from nerbook.model import read_checkpoint_meta
+
+        saved = read_checkpoint_meta(resume).get("train_config", {}).get("lr")
+        if saved is not None:
+            return float(saved)
+    return OFFLINE_LR if model == "offline" else OTHER_LR
+
 
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="fine-tune a model on CoNLL data",
@@ -19,7 +40,10 @@ def add_parser(sub) -> None:
     t.add_argument("--epochs", type=positive(int), default=3)
     t.add_argument("--batch-size", type=positive(int), default=16)
     t.add_argument("--grad-accum", type=positive(int), default=1)
-    t.add_argument("--lr", type=positive(float), default=5e-5)
+    t.add_argument("--lr", type=positive(float),
+                   help=f"peak learning rate (default: {OFFLINE_LR:g} for --model offline, the best of a sweep "
+                        f"in {LR_RECORD}; {OTHER_LR:g} for other models, the top of the range Devlin et al. "
+                        "(2019) recommend for fine-tuning BERT; with --resume, the interrupted run's)")
     t.add_argument("--max-length", type=positive(int), default=128, help="window size in subwords")
     t.add_argument("--stride", type=positive(int, 0), default=32, help="overlap of windows of long sentences")
     t.add_argument("--doc-context", action="store_true", help="fill windows with the document's neighbouring sentences")
@@ -73,6 +97,7 @@ def run(args: argparse.Namespace) -> dict:
     else:
         model, tokenizer = load_model(args.model, schema, texts=train_ds["tokens"], seed=args.seed)
     check_window(tokenizer, args.max_length, args.stride)
+    args.lr = args.lr if args.lr is not None else default_lr(args.model, args.resume)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,

@@ -20,7 +20,6 @@ measures what it does to a tagger.
 from __future__ import annotations
 
 import copy
-import hashlib
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,14 @@ from functools import lru_cache
 import datasets
 
 from nerbook.data import CONLL2003, LabelSchema, Sentence, schema_of, sentences_to_dataset
-from nerbook.synthetic import SPLITS, name_pools, synthetic_sentences, tokenize_words
+from nerbook.synthetic import (
+    SPLITS,
+    fill_template,
+    name_pools,
+    split_of,
+    synthetic_sentences,
+    tokenize_words,
+)
 
 __all__ = [
     "DOMAINS", "DOMAIN_LOCALES", "TEMPLATES", "continual_experiment", "domain_pools", "domain_sentences",
@@ -84,12 +90,6 @@ _HANDLES = ("@techwatch", "@gadgetguru", "@devnews", "@startupdaily", "@reviewbo
             "@codequeen", "@pixelpusher", "@vcinsider", "@hwunboxed")
 _HASHTAGS = ("#startups", "#tech", "#launchday", "#ai", "#hiring", "#review", "#gadgets", "#devlife")
 _MISC_SLOTS = ("PROD", "EVENT")
-
-
-def _split_of(key: str) -> str:
-    """Stable 70/15/15 split of a name (or of the word that carries it) by its hash."""
-    h = int(hashlib.md5(key.encode("utf-8")).hexdigest()[:8], 16) % 100
-    return "train" if h < 70 else ("valid" if h < 85 else "test")
 
 
 def _faker_names(seed: int, per_locale: int) -> tuple[set[str], set[str]]:
@@ -155,7 +155,7 @@ def domain_pools(seed: int = 0, per_locale: int = 60) -> dict[str, dict[str, lis
     for slot, names in keyed.items():
         for name, key in sorted(names.items()):
             if name.lower() not in seen and tokenize_words(name):
-                pools[_split_of(key)][slot].append(name)
+                pools[split_of(key)][slot].append(name)
     return pools
 
 
@@ -163,22 +163,7 @@ def _fill(template: str, pool: Mapping[str, list[str]], rng: random.Random) -> t
     """One post from ``template``: names drawn from ``pool``, IOB2 tags."""
     fillers = {"NUM": lambda: str(rng.randint(2, 99)), "MONEY": lambda: f"${rng.randint(2, 90)}m",
                "HANDLE": lambda: rng.choice(_HANDLES), "TAG": lambda: rng.choice(_HASHTAGS)}
-    tokens: list[str] = []
-    tags: list[str] = []
-    for piece in template.split():
-        slot = piece[1:].split("}")[0] if piece.startswith("{") else None
-        if slot in pool:
-            typ = "MISC" if slot in _MISC_SLOTS else slot
-            words = tokenize_words(rng.choice(pool[slot]))
-            tokens += words
-            tags += [f"B-{typ}"] + [f"I-{typ}"] * (len(words) - 1)
-        elif slot in fillers:
-            tokens.append(fillers[slot]() + piece.split("}", 1)[1])  # {NUM}th -> 12th
-            tags.append("O")
-        else:
-            tokens.append(piece)
-            tags.append("O")
-    return tokens, tags
+    return fill_template(template, pool, rng, fillers, _MISC_SLOTS)
 
 
 def domain_sentences(n: int, split: str = "train", seed: int = 0) -> list[Sentence]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
 import datasets
@@ -60,8 +61,9 @@ _TEMPLATES = (
 )
 
 
-def _split_of(name: str) -> str:
-    """Stable 70/15/15 split of a name into train/valid/test by its hash."""
+def split_of(name: str) -> str:
+    """Stable 70/15/15 split of a name (or of the word that carries it) into train/valid/test by
+    its hash (also :mod:`nerbook.continual`'s second domain)."""
     h = int(hashlib.md5(name.encode("utf-8")).hexdigest()[:8], 16) % 100
     return "train" if h < 70 else ("valid" if h < 85 else "test")
 
@@ -102,30 +104,39 @@ def name_pools(seed: int = 0, locales: tuple[str, ...] = LOCALES, per_locale: in
     for typ, names in raw.items():
         for name in sorted(names):
             if tokenize_words(name):
-                pools[_split_of(name)][typ].append(name)
+                pools[split_of(name)][typ].append(name)
     return pools
 
 
-def _fill(template: str, pool: dict[str, list[str]], rng: random.Random) -> tuple[list[str], list[str]]:
+def fill_template(template: str, pool: Mapping[str, list[str]], rng: random.Random,
+                  fillers: Mapping[str, Callable[[], str]], misc_slots: Sequence[str]) -> tuple[list[str], list[str]]:
+    """One sentence from ``template`` and its IOB2 tags: a ``{SLOT}`` of ``pool`` becomes a name
+    drawn from it (its words tagged ``B-``/``I-`` SLOT, or MISC for ``misc_slots``); a slot of
+    ``fillers`` becomes ``fillers[SLOT]()`` plus what follows the brace (``{NUM}th``), tagged O;
+    any other word stays, tagged O. Also :mod:`nerbook.continual`'s second domain."""
     tokens: list[str] = []
     tags: list[str] = []
     for piece in template.split():
-        slot = piece[1:-1] if piece.startswith("{") and piece.endswith("}") else None
-        if slot in ("PER", "ORG", "LOC", "NAT", "EVENT"):
-            typ = {"NAT": "MISC", "EVENT": "MISC"}.get(slot, slot)
+        slot = piece[1:].split("}")[0] if piece.startswith("{") else None
+        if slot in pool:
+            typ = "MISC" if slot in misc_slots else slot
             words = tokenize_words(rng.choice(pool[slot]))
             tokens += words
             tags += [f"B-{typ}"] + [f"I-{typ}"] * (len(words) - 1)
-        elif slot in ("NUM", "YEAR"):
-            tokens.append(str(rng.randint(2, 99) if slot == "NUM" else rng.randint(1950, 2025)))
-            tags.append("O")
-        elif slot == "DAY":
-            tokens.append(rng.choice(_DAYS))
+        elif slot in fillers:
+            tokens.append(fillers[slot]() + piece.split("}", 1)[1])
             tags.append("O")
         else:
             tokens.append(piece)
             tags.append("O")
     return tokens, tags
+
+
+def _fill(template: str, pool: dict[str, list[str]], rng: random.Random) -> tuple[list[str], list[str]]:
+    """One newswire sentence: names from ``pool``, numbers, years and days as plain words."""
+    fillers = {"NUM": lambda: str(rng.randint(2, 99)), "YEAR": lambda: str(rng.randint(1950, 2025)),
+               "DAY": lambda: rng.choice(_DAYS)}
+    return fill_template(template, pool, rng, fillers, misc_slots=("NAT", "EVENT"))
 
 
 def synthetic_sentences(n: int, split: str = "train", seed: int = 0, long_fraction: float = 0.01,

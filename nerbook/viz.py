@@ -4,6 +4,7 @@
 - :func:`plot_confusion`  a word-level confusion matrix (from :func:`nerbook.metrics.confusion`)
 - :func:`plot_reliability`  a reliability diagram: accuracy against confidence, bin by bin
 - :func:`plot_risk_coverage`  precision against the share of entities kept, as the threshold rises
+- :func:`plot_time_to_f1`    dev F1 against training seconds, each contender of a time-to-F1 benchmark
 - :func:`render_entities_html`  words with tags, or text with entity spans, as highlighted HTML
 
 Every piece of text that reaches the HTML (words, entity types) goes through
@@ -20,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = ["EntityHTML", "entity_color", "plot_confusion", "plot_history", "plot_reliability",
-           "plot_risk_coverage", "render_entities_html"]
+           "plot_risk_coverage", "plot_time_to_f1", "render_entities_html"]
 
 #: Background colours of the CoNLL entity types (other types get one from the fallback list).
 TYPE_COLORS = {"PER": "#fde68a", "ORG": "#bfdbfe", "LOC": "#bbf7d0", "MISC": "#e9d5ff"}
@@ -163,6 +164,35 @@ def plot_risk_coverage(curves: Mapping[str, Sequence[Mapping[str, float]]], titl
            xlim=(0, 1.01), title=title or "risk-coverage")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_time_to_f1(result: Mapping[str, Any], title: str | None = None) -> Figure:
+    """Dev entity F1 against training seconds for every contender and repeat of a time-to-F1
+    benchmark (:func:`nerbook.bench.bench_train` with ``until_f1``; the ``result`` of its record),
+    with the target as a dashed line and each run's arrival there marked by a dot.
+
+    Chapters: Making it fast, Results.
+    """
+    import matplotlib.pyplot as plt
+
+    target = result["setup"]["until_f1"]
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, entry) in enumerate(result["time_to_f1"].items()):
+        for r, (curve, hit) in enumerate(zip(entry["curves"], entry["seconds_to_f1"])):
+            ax.plot([p["seconds"] for p in curve], [p["dev_f1"] for p in curve], "-", lw=1.5,
+                    color=colours[i % len(colours)], alpha=1.0 if r == 0 else 0.55,
+                    label=name if r == 0 else None)
+            if hit is not None:
+                ax.plot([hit], [next(p["dev_f1"] for p in curve if p["seconds"] == hit)], "o",
+                        color=colours[i % len(colours)])
+    ax.axhline(target, ls="--", color="grey", lw=1, label=f"target F1 {target}")
+    ax.set(xlabel="training seconds (dev scoring off the clock)", ylabel="dev entity F1",
+           ylim=(0, 1), title=title or "time to a good model")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 

@@ -329,3 +329,147 @@ def test_trainer_seed_follows_the_bench_seed(tmp_path):
     seeds = {(s, r): trainer_args(TrainSpec(train="x", seed=s + r, repeat=r), str(tmp_path), "cpu", tuned=False).seed
              for s in (0, 2) for r in (0, 1)}
     assert seeds == {(0, 0): 42, (0, 1): 43, (2, 0): 44, (2, 1): 45}
+
+
+class _Toy(torch.nn.Module):
+    """A model a loop can drive: one linear layer over embedded ids."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.out = torch.nn.Linear(4, 2)
+
+    def forward(self, input_ids, attention_mask=None):
+        return self.out(self.emb(input_ids)).sum()
+
+
+def _drive(model, lengths, width=8):
+    """One forward and step per batch of one row with ``lengths[i]`` real tokens (pad id 0)."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    for n in lengths:
+        ids = torch.zeros(1, width, dtype=torch.long)
+        ids[0, :n] = 3
+        mask = (ids != 0).long()
+        model(input_ids=ids, attention_mask=mask).backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def test_dev_clock_scores_on_the_token_schedule_off_the_clock():
+    """Checkpoints fall at the first batch boundary at or past each multiple of ``every`` real
+    tokens (counted by hand here), the weights scored are those trained so far, and the time
+    spent scoring is not on the clock."""
+    import copy
+    import time
+
+    from nerbook.bench.clock import DevClock, StopRun
+
+    model = _Toy()
+    eval_model = copy.deepcopy(model)
+    counter = TokenCounter(model, pad_id=0)
+    seen_weights = []
+
+    def score(m):
+        seen_weights.append(m.out.weight.detach().clone())
+        time.sleep(0.2)
+        return [0.1, 0.5, 0.9][len(seen_weights) - 1]
+
+    clock = DevClock(model, eval_model, counter, score, every=10, target=0.8)
+    lengths = [4, 4, 4, 3, 5, 6, 2, 8, 1, 1]  # cumulative: 4 8 12 15 20 26 28 36 37 38
+    wall = time.perf_counter()
+    clock.start()
+    with pytest.raises(StopRun):
+        _drive(model, lengths)
+    wall = time.perf_counter() - wall
+    # checked when a batch enters: after 12 tokens (>= 10), after 20 (>= 20), after 36 (>= 30)
+    assert [p["tokens"] for p in clock.curve] == [12, 20, 36]
+    assert [p["dev_f1"] for p in clock.curve] == [0.1, 0.5, 0.9]
+    assert clock.reason == "target"
+    res = clock.result()
+    assert res["seconds_to_f1"] == clock.curve[-1]["seconds"] and res["tokens_to_f1"] == 36
+    assert res["eval_seconds"] >= 0.6 and clock.curve[-1]["seconds"] < wall - 0.6
+    # the third score saw the weights after the 8th batch, not the model's current ones (equal here:
+    # the batch that triggered the stop never ran), and the eval copy is a copy, not the model
+    assert torch.equal(seen_weights[-1], model.out.weight.detach())
+    assert eval_model is not model and not torch.equal(seen_weights[0], seen_weights[-1])
+    clock.remove()
+    counter.remove()
+
+
+def test_dev_clock_end_and_budget():
+    """A loop that ends by itself is scored once more at its end; a spent budget stops the run."""
+    import copy
+
+    from nerbook.bench.clock import DevClock, StopRun
+
+    model = _Toy()
+    counter = TokenCounter(model, pad_id=0)
+    clock = DevClock(model, copy.deepcopy(model), counter, lambda m: 0.2, every=10, target=0.9)
+    clock.start()
+    _drive(model, [6, 6, 6])
+    clock.finish()
+    assert [p["tokens"] for p in clock.curve] == [12, 18] and clock.reason == "end"
+    assert clock.result()["seconds_to_f1"] is None and clock.result()["best_f1"] == 0.2
+    clock.remove()
+    counter.remove()
+
+    model = _Toy()
+    counter = TokenCounter(model, pad_id=0)
+    clock = DevClock(model, copy.deepcopy(model), counter, lambda m: 0.3, every=10**6, budget=0.0)
+    clock.start()
+    with pytest.raises(StopRun):
+        _drive(model, [6, 6])
+    assert clock.reason == "budget" and [p["tokens"] for p in clock.curve] == [0]
+
+
+def test_bench_time_to_f1(files, capsys):
+    """--until-f1 through the command line: every contender's curve on the same token schedule,
+    the target reached (a low one) or not (1.0: the run ends with its epochs)."""
+    base = ["bench", "train", "--train", str(files / "train.txt"), "--valid", str(files / "valid.txt"),
+            "--model", "tiny", "--batch-size", "8", "--lr", "3e-3", "--threads", "1", "--no-isolate",
+            "--eval-every", "300", "--json"]
+    r = _json(capsys, [*base, "--epochs", "1", "--until-f1", "1.0", "--against", "trainer-tuned,seed"])
+    t = r["time_to_f1"]
+    assert list(t) == ["nerbook", "trainer-tuned", "seed"]
+    for name, entry in t.items():
+        (curve,) = entry["curves"]
+        tokens = [p["tokens"] for p in curve]
+        assert tokens == sorted(tokens) and tokens[-1] == r["contenders"][name]["real_tokens"]
+        assert all(t >= 300 * (i + 1) for i, t in enumerate(tokens[:-1]))  # one point per 300 tokens
+        assert entry["reasons"] == ["end"] and entry["seconds_to_f1"] == [None] and entry["ratio"] is None
+        assert entry["best_f1"] == max(p["dev_f1"] for p in curve)
+    r = _json(capsys, [*base, "--epochs", "12", "--until-f1", "0.01", "--against", "none"])
+    entry = r["time_to_f1"]["nerbook"]
+    assert entry["reasons"] == ["target"] and entry["curves"][0][-1]["dev_f1"] >= 0.01
+    assert entry["seconds_to_f1"][0] == entry["curves"][0][-1]["seconds"] and entry["ratio"] == 1.0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--budget", "10"], "--budget needs --until-f1"),
+    (["--until-f1", "0.9", "--no-eval"], "cannot go with --no-eval"),
+])
+def test_time_to_f1_bad_arguments(files, capsys, extra, message):
+    assert main(["bench", "train", "--train", str(files), "--model", "tiny", *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_time_to_f1_needs_a_dev_set(files, capsys):
+    assert main(["bench", "train", "--train", str(files / "train.txt"), "--model", "tiny", "--until-f1", "0.9"]) == 2
+    assert "needs a dev set" in capsys.readouterr().err
+
+
+def test_summarise_until_by_hand():
+    from nerbook.bench.training import summarise_until
+
+    def run(s, t, best, reason):
+        return {"seconds_to_f1": s, "tokens_to_f1": t, "best_f1": best, "reason": reason, "seconds": s or 9.0,
+                "eval_seconds": 1.0, "curve": []}
+
+    out = summarise_until({"nerbook": [run(2.0, 100, 0.9, "target"), run(4.0, 300, 0.91, "target")],
+                           "trainer-tuned": [run(6.0, 200, 0.9, "target"), run(12.0, 400, 0.9, "target")],
+                           "seed": [run(None, None, 0.5, "budget"), run(8.0, 500, 0.9, "target")]})
+    assert out["nerbook"]["mean_seconds_to_f1"] == 3.0 and out["nerbook"]["mean_tokens_to_f1"] == 200
+    assert out["trainer-tuned"]["ratio"] == 3.0  # 9 s over 3 s
+    assert out["seed"]["reached"] == 1 and out["seed"]["ratio"] is None  # not every repeat got there
+    assert out["seed"]["mean_seconds_to_f1"] == 8.0 and out["seed"]["best_f1"] == 0.9

@@ -6,6 +6,7 @@ One idea a module:
 - :mod:`nerbook.bench.measure`     peak memory, tokens computed, FLOPs and MFU
 - :mod:`nerbook.bench.contenders`  the training loops compared (seed, Trainer, tuned Trainer, nerbook)
 - :mod:`nerbook.bench.runner`      each run in a fresh process, so its peak memory is its own
+- :mod:`nerbook.bench.clock`       time to a target dev F1: a clock that stops while dev is scored
 - :mod:`nerbook.bench.training`    ``nerbook bench train``: the contenders interleaved, summarised
 - :mod:`nerbook.bench.prediction`  ``nerbook bench predict``: the Tagger against the pipeline
 - :mod:`nerbook.bench.report`      the tables the command line prints
@@ -19,6 +20,7 @@ line (``nerbook bench train|predict``) lives in :mod:`nerbook.cli.bench`.
 
 from __future__ import annotations
 
+from nerbook.bench.clock import DevClock, StopRun
 from nerbook.bench.contenders import (
     BERT_BASE_RANDOM,
     TRAIN_CONTENDERS,
@@ -41,11 +43,11 @@ from nerbook.bench.prediction import (
     same_words,
     single_piece_words,
 )
-from nerbook.bench.report import predict_table, train_table
+from nerbook.bench.report import predict_table, train_table, until_table
 from nerbook.bench.runner import Runner
 from nerbook.bench.training import bench_train
 
-__all__ = ["BERT_BASE_RANDOM", "PEAK_BF16_TFLOPS", "PREDICT_CONTENDERS", "TRAIN_CONTENDERS", "MemoryMeter",
+__all__ = ["BERT_BASE_RANDOM", "PEAK_BF16_TFLOPS", "PREDICT_CONTENDERS", "TRAIN_CONTENDERS", "DevClock", "MemoryMeter",
            "PredictSpec", "Runner", "TokenCounter", "TrainSpec", "bench_predict", "bench_train", "model_flops",
            "peak_tflops", "pipeline_word_tags", "predict_table", "run_predict_contender", "run_train_contender",
-           "same_words", "single_piece_words", "train_table"]
+           "same_words", "single_piece_words", "StopRun", "train_table", "until_table"]

@@ -14,11 +14,13 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
 from dataclasses import dataclass
 
+from nerbook.bench.clock import DevClock, StopRun
 from nerbook.bench.measure import MemoryMeter, TokenCounter, model_flops
 from nerbook.bench.runner import set_threads
 from nerbook.runtime import resolve_device, resolve_precision, seed_everything
@@ -50,6 +52,10 @@ class TrainSpec:
     device: str = "auto"
     evaluate: bool = True
     repeat: int = 0  # which repeat this run is: run r uses seed + r (and the Trainer 42 + seed + r)
+    until_f1: float | None = None  # time to this dev F1: score dev every eval_every real tokens, stop there
+    eval_every: int = 28_000  # real training tokens between dev scores (about a tenth of a CoNLL epoch)
+    budget: float | None = None  # training seconds after which a run stops (with until_f1)
+    nerbook_config: dict | None = None  # other TrainConfig fields for nerbook's loop (recipe experiments)
 
 
 def load_bench_model(name: str, schema, texts, seed: int):
@@ -149,11 +155,12 @@ def trainer_loop(model, tokenizer, train_ds, spec: TrainSpec, device: str, tuned
 
 
 def nerbook_loop(model, tokenizer, train_ds, spec: TrainSpec, device: str) -> dict:
-    """:func:`nerbook.train.train` with its defaults (no dev set: evaluation is not timed)."""
+    """:func:`nerbook.train.train` with its defaults, or with ``spec.nerbook_config`` changed (no dev
+    set: evaluation is not timed)."""
     from nerbook.train import TrainConfig, train
 
     cfg = TrainConfig(epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed,
-                      max_length=spec.max_length, progress=False)
+                      max_length=spec.max_length, progress=False, **(spec.nerbook_config or {}))
     res = train(model, tokenizer, train_ds, None, cfg)
     return {"train_loss": res.history["epochs"][-1]["train_loss"], "model": res.model}
 
@@ -195,22 +202,53 @@ def run_train_contender(name: str, spec: TrainSpec) -> dict:
     model, tokenizer = load_bench_model(spec.model, schema, train_ds["tokens"], spec.seed)
     if device == "cuda":
         model.to(device)
+    # the dev scorer's own fp32 copy, made before any hook or wrapper is put on the model
+    eval_model = copy.deepcopy(model).eval() if spec.until_f1 is not None else None
     counter = TokenCounter(model, tokenizer.pad_token_id)
+    clock = dev_clock(spec, model, eval_model, counter, tokenizer, valid_ds, device)
     with MemoryMeter(device) as mem:
         t0 = time.perf_counter()
-        out = loop(model, tokenizer, train_ds, spec, device)
+        if clock:
+            clock.start()
+        try:
+            out = loop(model, tokenizer, train_ds, spec, device)
+            if clock:
+                clock.finish()
+        except StopRun:
+            out = {}
         if device == "cuda":
             torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
+        seconds = time.perf_counter() - t0 if clock is None else clock.seconds
     counter.remove()
     model = plain_model(out.pop("model", model))
     run = {"seconds": seconds, **counter.totals(), "peak_mem_mb": mem.peak_mb, **out,
            "n_train": len(train_ds), "n_valid": len(valid_ds) if valid_ds is not None else 0,
            "parameters": count_parameters(model),
            "model_flops": model_flops(model, counter.totals()["real_tokens"], counter.totals()["sum_len_sq"])}
-    if valid_ds is not None and spec.evaluate:
+    if clock:
+        clock.remove()
+        run.update(clock.result(), dev_f1=clock.curve[-1]["dev_f1"])
+    elif valid_ds is not None and spec.evaluate:
         model.to(device)
         scores = evaluate(model, tokenizer, valid_ds, TrainConfig(max_length=spec.max_length),
                           device=device, precision="fp32")
         run["dev_f1"] = scores["overall"]["f1"]
     return run
+
+
+def dev_clock(spec: TrainSpec, model, eval_model, counter, tokenizer, valid_ds, device: str) -> DevClock | None:
+    """With ``spec.until_f1``, a :class:`DevClock` on ``model`` scoring ``eval_model`` (an fp32
+    copy) on the dev set every ``spec.eval_every`` real tokens; else None."""
+    if spec.until_f1 is None:
+        return None
+    if valid_ds is None:
+        raise ValueError("time to a dev F1 needs a dev set")
+    from nerbook.train import TrainConfig, evaluate
+
+    eval_model.to(device)
+    cfg = TrainConfig(max_length=spec.max_length)
+
+    def score(m) -> float:
+        return evaluate(m, tokenizer, valid_ds, cfg, device=device, precision="fp32")["overall"]["f1"]
+
+    return DevClock(model, eval_model, counter, score, spec.eval_every, spec.until_f1, spec.budget, device)

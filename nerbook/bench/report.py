@@ -32,6 +32,18 @@ def train_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def until_table(result: dict) -> str:
+    """One line per contender of a time-to-F1 run (:func:`nerbook.bench.bench_train` with
+    ``until_f1``): training seconds and real tokens to the target (mean over the repeats that
+    reached it), how many repeats did, how many times sooner nerbook got there, the best dev F1."""
+    target = result["setup"]["until_f1"]
+    lines = [f"{'contender':<15}{'s to F1 ' + str(target):>14}{'tokens':>10}{'reached':>9}{'ratio':>8}{'best F1':>9}"]
+    for name, c in result["time_to_f1"].items():
+        lines.append(f"{name:<15}{fmt(c['mean_seconds_to_f1'], '.1f'):>14}{fmt(c['mean_tokens_to_f1'], '.0f'):>10}"
+                     f"{c['reached']:>5}/{c['repeats']:<3}{fmt(c['ratio'], '.2f'):>8}{fmt(c['best_f1'], '.4f'):>9}")
+    return "\n".join(lines)
+
+
 def predict_table(result: dict) -> str:
     """One line per contender of :func:`nerbook.bench.bench_predict`'s result: seconds, ratio,
     sentences per second, span agreement with nerbook (all, and on single-piece words), F1."""

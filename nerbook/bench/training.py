@@ -49,6 +49,29 @@ def summarise(runs: dict[str, list[dict]], reference: str = "nerbook", peak: flo
     return out
 
 
+def summarise_until(runs: dict[str, list[dict]], reference: str = "nerbook") -> dict:
+    """Per contender of a time-to-F1 run: the training seconds and real tokens to the target in
+    each repeat (None where it was not reached), their mean over the repeats that reached it, the
+    best dev F1, and every repeat's curve; ``ratio``: the contender's mean seconds over nerbook's
+    (how many times sooner nerbook got there), when both reached the target every time."""
+    out: dict[str, dict] = {}
+    for name, rs in runs.items():
+        secs = [r["seconds_to_f1"] for r in rs]
+        toks = [r["tokens_to_f1"] for r in rs]
+        hit = [s for s in secs if s is not None]
+        out[name] = {"seconds_to_f1": secs, "tokens_to_f1": toks, "reached": len(hit), "repeats": len(rs),
+                     "mean_seconds_to_f1": sum(hit) / len(hit) if hit else None,
+                     "mean_tokens_to_f1": (sum(t for t in toks if t is not None) / len(hit)) if hit else None,
+                     "best_f1": max(r["best_f1"] for r in rs), "reasons": [r["reason"] for r in rs],
+                     "train_seconds": [r["seconds"] for r in rs], "eval_seconds": [r["eval_seconds"] for r in rs],
+                     "curves": [r["curve"] for r in rs]}
+    ref = out[reference]
+    for entry in out.values():
+        both = entry["reached"] == entry["repeats"] and ref["reached"] == ref["repeats"]
+        entry["ratio"] = entry["mean_seconds_to_f1"] / ref["mean_seconds_to_f1"] if both else None
+    return out
+
+
 def frozen_tiny(spec: TrainSpec, folder: str) -> TrainSpec:
     """For ``tiny``, make the model and its tokenizer once and save them, so that every run
     starts from the same weights and the same vocabulary (a WordPiece tokenizer trained
@@ -81,7 +104,11 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
             for c in order:
                 run = runner(run_train_contender, c, run_spec)
                 runs[c].append(run)
-                if log:
+                if log and spec.until_f1 is not None:
+                    log(f"[{r + 1}/{repeat}] {c:<14} {run['reason']:<7} after {run['seconds']:8.1f} s: "
+                        f"dev F1 {run['dev_f1']:.4f} (best {run['best_f1']:.4f}); to F1 {spec.until_f1}: "
+                        f"{run['seconds_to_f1']} s")
+                elif log:
                     log(f"[{r + 1}/{repeat}] {c:<14} {run['seconds']:8.2f} s  dev F1 {run.get('dev_f1')}")
     after = matmul_rates(device)  # the faster of before and after: what the cores could do in this run
     rates = {d: max(before[d], after[d]) for d in before}
@@ -105,4 +132,12 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
     if not isolate:
         for entry in contenders.values():
             entry["peak_mem_mb"] = None
-    return {"contenders": contenders, "setup": setup}
+    result = {"contenders": contenders, "setup": setup}
+    if spec.until_f1 is not None:
+        setup["time_to_f1"] = (
+            f"every contender trains until its dev entity F1 (fp32, a copy of the weights) reaches "
+            f"{spec.until_f1}, scored every {spec.eval_every} real training tokens; the clock stops while the "
+            f"dev set is scored; a run also ends when its epochs end or after {spec.budget} training seconds. "
+            "seconds (above) and MFU are then those of the whole run up to its end")
+        result["time_to_f1"] = summarise_until(runs)
+    return result

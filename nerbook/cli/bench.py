@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from nerbook.bench.contenders import BERT_BASE_RANDOM, TRAIN_CONTENDERS
 from nerbook.bench.deploy import DEPLOY_CONTENDERS, deploy_table
 from nerbook.bench.prediction import PREDICT_CONTENDERS
-from nerbook.bench.report import predict_table, train_table
+from nerbook.bench.report import predict_table, train_table, until_table
 from nerbook.bench.runner import set_threads
 from nerbook.cli.common import CliError, device_arg, positive
 
@@ -37,9 +38,17 @@ def add_parser(subparsers) -> None:
     t.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="run in this process (faster start; peak memory not measured)")
     t.add_argument("--no-eval", dest="evaluate", action="store_false", help="skip the dev F1")
+    t.add_argument("--until-f1", type=unit_interval, metavar="F",
+                   help="time to a dev entity F1 of F: every contender scores the dev set (off the clock) every "
+                        "--eval-every real tokens and stops at F, at the end of --epochs, or after --budget")
+    t.add_argument("--eval-every", type=positive(int), default=28_000, metavar="TOKENS",
+                   help="real training tokens between dev scores with --until-f1 (default 28000, about a tenth "
+                        "of a CoNLL-2003 epoch)")
+    t.add_argument("--budget", type=positive(float), metavar="SECONDS",
+                   help="with --until-f1, stop a run after this many training seconds")
     t.add_argument("--json", action="store_true")
     t.add_argument("--record", help="write the JSON with provenance here")
-    t.set_defaults(func=run_train, show=lambda r: print(train_table(r)))
+    t.set_defaults(func=run_train, show=show_train)
 
     p = sub.add_parser("predict", help="prediction: nerbook's Tagger vs transformers.pipeline, ONNX Runtime, int8",
                        description="Tag the same sentences with nerbook's Tagger (eager PyTorch) and each "
@@ -74,16 +83,39 @@ def progress(args):
     return None if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
 
+def unit_interval(text: str) -> float:
+    """An F1 target: a number in (0, 1]."""
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
+    return value
+
+
+def show_train(result: dict) -> None:
+    """The training table; after a time-to-F1 run, the time-to-F1 table too."""
+    print(train_table(result))
+    if "time_to_f1" in result:
+        print()
+        print(until_table(result))
+
+
 def run_train(args: argparse.Namespace) -> dict:
     from nerbook.bench import TrainSpec, bench_train
 
     names = against(args.against, TRAIN_CONTENDERS)
+    if args.until_f1 is not None and not args.valid and not Path(args.train, "valid.txt").is_file():
+        raise CliError("--until-f1 needs a dev set: --valid, or a --train folder with valid.txt")
+    if args.budget is not None and args.until_f1 is None:
+        raise CliError("--budget needs --until-f1")
+    if args.until_f1 is not None and not args.evaluate:
+        raise CliError("--until-f1 scores the dev set: it cannot go with --no-eval")
     device_arg(args.device)
     set_threads(args.threads)
     spec = TrainSpec(train=args.train, valid=args.valid, model=args.model, limit=args.limit,
                      valid_limit=args.valid_limit, batch_size=args.batch_size, epochs=args.epochs,
                      lr=args.lr, seed=args.seed, threads=args.threads, device=args.device,
-                     evaluate=args.evaluate)
+                     evaluate=args.evaluate, until_f1=args.until_f1, eval_every=args.eval_every,
+                     budget=args.budget)
     result = bench_train(spec, names, args.repeat, args.isolate, log=progress(args))
     if args.record:
         from nerbook.records import write_record

@@ -27,8 +27,8 @@ from nerbook.bench.contenders import TrainSpec, run_train_contender
 from nerbook.records import write_record
 
 #: The variants: nerbook's TrainConfig with one setting changed (``default``: none).
-VARIANTS = {"default": {}, "no warm-up": {"warmup_ratio": 0.0},
-            "embeddings trained": {"freeze_word_embeddings": False}}
+VARIANTS = {"default": {}, "no-warmup": {"warmup_ratio": 0.0},
+            "trained-embeddings": {"freeze_word_embeddings": False}}
 
 
 def one(args: tuple[str, TrainSpec]) -> dict:

@@ -34,7 +34,8 @@ def test_learnability_on_held_out_names():
 
     Short sentences only: this measures generalisation to unseen names. (Sentences over the
     window are tested in test_align/test_predict; a tiny model trained on 1% long sentences
-    tags their far positions poorly, measured: test F1 0.77 with them, 0.89 without.)
+    tags their far positions poorly, measured: test F1 0.77 with them, 0.89 without.) Six epochs
+    at lr 3e-3 scored 0.939 here, in 30% less time than eight at 2e-3 (0.930).
     """
     from nerbook.synthetic import synthetic_conll
 
@@ -43,7 +44,7 @@ def test_learnability_on_held_out_names():
     model, tok = load_model("tiny", CONLL2003, texts=ds["train"]["tokens"],
                             tiny_kwargs=dict(hidden=128, layers=2, heads=4, intermediate=256))
     res = train(model, tok, ds["train"], None,  # no dev pass each epoch: the test split decides
-                TrainConfig(epochs=8, batch_size=32, lr=2e-3, patience=None, progress=False))
+                TrainConfig(epochs=6, batch_size=32, lr=3e-3, patience=None, progress=False))
     test_f1 = evaluate(res.model, tok, ds["test"])["overall"]["f1"]
     print(f"held-out test entity F1 {test_f1:.3f} in {time.perf_counter() - t0:.0f} s")
     assert test_f1 >= 0.9

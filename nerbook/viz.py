@@ -186,7 +186,7 @@ def plot_time_to_f1(result: Mapping[str, Any], title: str | None = None) -> Figu
                     color=colours[i % len(colours)], alpha=1.0 if r == 0 else 0.55,
                     label=name if r == 0 else None)
             if hit is not None:
-                ax.plot([hit], [next(p["dev_f1"] for p in curve if p["seconds"] == hit)], "o",
+                ax.plot([hit], [next(p["dev_f1"] for p in curve if p["dev_f1"] >= target)], "o",
                         color=colours[i % len(colours)])
     ax.axhline(target, ls="--", color="grey", lw=1, label=f"target F1 {target}")
     ax.set(xlabel="training seconds (dev scoring off the clock)", ylabel="dev entity F1",

@@ -42,7 +42,7 @@ class DevClock:
         self.every, self.target, self.budget, self.device = every, target, budget, device
         self.curve: list[dict] = []
         self.reason = "end"
-        self._seen = 0  # real tokens trained on before the batch now entering the model
+        self._seen = 0  # real tokens of every batch that has entered the model so far
         self._next = every
         self._paused = 0.0  # seconds spent scoring, off the clock
         self._t0: float | None = None
@@ -63,8 +63,9 @@ class DevClock:
 
             torch.cuda.synchronize()
 
-    def checkpoint(self) -> float:
-        """Score the weights now (off the clock), note the point on the curve, return its F1."""
+    def checkpoint(self, tokens: int) -> float:
+        """Score the weights now, trained on ``tokens`` real tokens (off the clock); note the point
+        on the curve and return its F1."""
         import torch
 
         self._sync()
@@ -72,31 +73,26 @@ class DevClock:
         t = perf_counter()
         self._busy = True
         try:
-            state = {k: v.detach().float() if v.is_floating_point() else v
-                     for k, v in self.model.state_dict().items()}
-            self.eval_model.load_state_dict(state)
+            self.eval_model.load_state_dict(self.model.state_dict())  # copied into its fp32 weights
             with torch.autocast(self.device, enabled=False):  # fp32 for every contender
                 f1 = float(self.score(self.eval_model))
         finally:
             self._busy = False
             self._paused += perf_counter() - t
-        self.curve.append({"seconds": seconds, "tokens": self._seen, "dev_f1": f1})
+        self.curve.append({"seconds": seconds, "tokens": tokens, "dev_f1": f1})
         return f1
 
     def _hook(self, module, args, kwargs):
         if self._busy or not module.training or self._t0 is None:
             return None
-        seen = int(self.counter.real.item()) if self.counter.real is not None else 0
-        done, self._seen = self._seen, seen  # `done`: the tokens behind the weights now
+        done = self._seen  # the tokens behind the weights now: this batch has not run yet
+        self._seen = int(self.counter.real.item()) if self.counter.real is not None else 0
         if self.budget is not None and self.seconds >= self.budget:
-            self._seen = done
-            self.checkpoint()
+            self.checkpoint(done)
             self.reason = "budget"
             raise StopRun("budget")
         if done >= self._next:
-            self._seen = done
-            f1 = self.checkpoint()
-            self._seen = seen
+            f1 = self.checkpoint(done)
             self._next = (done // self.every + 1) * self.every
             if self.target is not None and f1 >= self.target:
                 self.reason = "target"
@@ -106,7 +102,7 @@ class DevClock:
     def finish(self) -> None:
         """The loop ended by itself: score the final weights unless the last point already did."""
         if not self.curve or self.curve[-1]["tokens"] < self._seen:
-            self.checkpoint()
+            self.checkpoint(self._seen)
         self.reason = "end"
 
     def remove(self) -> None:

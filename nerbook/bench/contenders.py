@@ -245,7 +245,6 @@ def dev_clock(spec: TrainSpec, model, eval_model, counter, tokenizer, valid_ds, 
         raise ValueError("time to a dev F1 needs a dev set")
     from nerbook.train import TrainConfig, evaluate
 
-    eval_model.to(device)
     cfg = TrainConfig(max_length=spec.max_length)
 
     def score(m) -> float:

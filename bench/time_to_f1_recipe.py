@@ -28,7 +28,11 @@ from nerbook.records import write_record
 
 #: The variants: nerbook's TrainConfig with one setting changed (``default``: none).
 VARIANTS = {"default": {}, "no-warmup": {"warmup_ratio": 0.0},
-            "trained-embeddings": {"freeze_word_embeddings": False}}
+            "trained-embeddings": {"freeze_word_embeddings": False},
+            # larger batches, no warm-up, the peak lr scaled with the square root of the batch
+            "batch-32": {"batch_size": 32, "lr": 2.8e-4, "warmup_ratio": 0.0},
+            "batch-64": {"batch_size": 64, "lr": 4e-4, "warmup_ratio": 0.0},
+            "batch-64-lr2e-4": {"batch_size": 64, "lr": 2e-4, "warmup_ratio": 0.0}}
 
 
 def one(args: tuple[str, TrainSpec]) -> dict:

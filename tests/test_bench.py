@@ -15,6 +15,7 @@ from nerbook.bench import (
     TokenCounter,
     model_flops,
     pipeline_word_tags,
+    until_table,
 )
 from nerbook.cli import main
 
@@ -439,7 +440,10 @@ def test_bench_time_to_f1(files, capsys):
         assert all(t >= 300 * (i + 1) for i, t in enumerate(tokens[:-1]))  # one point per 300 tokens
         assert entry["reasons"] == ["end"] and entry["seconds_to_f1"] == [None] and entry["ratio"] is None
         assert entry["best_f1"] == max(p["dev_f1"] for p in curve)
-    r = _json(capsys, [*base, "--epochs", "12", "--until-f1", "0.01", "--against", "none"])
+    r = _json(capsys, [*base, "--epochs", "12", "--until-f1", "0.01", "--against", "none",
+                       "--nerbook", "warmup_ratio=0", "--nerbook", "batch_size=8"])
+    assert r["setup"]["nerbook_config"] == {"warmup_ratio": 0.0, "batch_size": 8}
+    assert until_table(r).splitlines()[-1] == "nerbook ran with warmup_ratio=0, batch_size=8; the others with batch_size=8, lr=0.003"
     entry = r["time_to_f1"]["nerbook"]
     assert entry["reasons"] == ["target"] and entry["curves"][0][-1]["dev_f1"] >= 0.01
     assert entry["seconds_to_f1"][0] == entry["curves"][0][-1]["seconds"] and entry["ratio"] == 1.0
@@ -448,6 +452,9 @@ def test_bench_time_to_f1(files, capsys):
 @pytest.mark.parametrize("extra, message", [
     (["--budget", "10"], "--budget needs --until-f1"),
     (["--until-f1", "0.9", "--no-eval"], "cannot go with --no-eval"),
+    (["--nerbook", "warmup=0"], "--nerbook warmup=0: expected FIELD=VALUE with FIELD one of epochs, "),
+    (["--nerbook", "batch_size=big"], "--nerbook batch_size=big: 'big' is not a int"),
+    (["--nerbook", "packing=maybe"], "--nerbook packing=maybe: 'maybe' is not a bool"),
 ])
 def test_time_to_f1_bad_arguments(files, capsys, extra, message):
     assert main(["bench", "train", "--train", str(files), "--model", "tiny", *extra]) == 2
@@ -473,3 +480,23 @@ def test_summarise_until_by_hand():
     assert out["trainer-tuned"]["ratio"] == 3.0  # 9 s over 3 s
     assert out["seed"]["reached"] == 1 and out["seed"]["ratio"] is None  # not every repeat got there
     assert out["seed"]["mean_seconds_to_f1"] == 8.0 and out["seed"]["best_f1"] == 0.9
+
+
+def test_nerbook_loop_takes_the_overrides(monkeypatch):
+    """``--nerbook FIELD=VALUE`` reaches nerbook's TrainConfig, over the spec's batch size and lr too."""
+    import nerbook.train
+    from nerbook.bench.contenders import TrainSpec, nerbook_loop
+    from nerbook.cli.bench import config_overrides
+
+    seen = {}
+
+    def fake_train(model, tokenizer, train_ds, valid_ds, cfg):
+        seen["cfg"] = cfg
+        return nerbook.train.TrainResult(history={"steps": [], "epochs": [{"train_loss": 1.0}]}, model=model)
+
+    monkeypatch.setattr(nerbook.train, "train", fake_train)
+    overrides = config_overrides(["batch_size=64", "lr=4e-4", "warmup_ratio=0", "freeze_word_embeddings=false"])
+    assert overrides == {"batch_size": 64, "lr": 4e-4, "warmup_ratio": 0.0, "freeze_word_embeddings": False}
+    nerbook_loop(None, None, None, TrainSpec(train="x", batch_size=16, lr=2e-4, epochs=3, nerbook_config=overrides), "cpu")
+    cfg = seen["cfg"]
+    assert (cfg.batch_size, cfg.lr, cfg.warmup_ratio, cfg.freeze_word_embeddings, cfg.epochs) == (64, 4e-4, 0.0, False, 3)

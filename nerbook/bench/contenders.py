@@ -159,8 +159,9 @@ def nerbook_loop(model, tokenizer, train_ds, spec: TrainSpec, device: str) -> di
     set: evaluation is not timed)."""
     from nerbook.train import TrainConfig, train
 
-    cfg = TrainConfig(epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed,
-                      max_length=spec.max_length, progress=False, **(spec.nerbook_config or {}))
+    settings = dict(epochs=spec.epochs, batch_size=spec.batch_size, lr=spec.lr, seed=spec.seed,
+                    max_length=spec.max_length, progress=False)
+    cfg = TrainConfig(**{**settings, **(spec.nerbook_config or {})})
     res = train(model, tokenizer, train_ds, None, cfg)
     return {"train_loss": res.history["epochs"][-1]["train_loss"], "model": res.model}
 

@@ -29,7 +29,17 @@ def train_table(result: dict) -> str:
     if rates:
         lines.append("MFU: model FLOPs/s over the rate of 1024 x 1024 matrix products in this run: "
                      + ", ".join(f"{d} {1000 * r:.0f} GFLOP/s" for d, r in rates.items()))
-    return "\n".join(lines)
+    recipe = recipe_line(result.get("setup", {}))
+    return "\n".join(lines + ([recipe] if recipe else []))
+
+
+def recipe_line(setup: dict) -> str | None:
+    """What nerbook's run changed from the settings every contender got (``--nerbook``), or None."""
+    changed = setup.get("nerbook_config")
+    if not changed:
+        return None
+    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+    return f"nerbook ran with {shown}; the others with batch_size={setup['batch_size']}, lr={setup['lr']:g}"
 
 
 def until_table(result: dict) -> str:
@@ -41,7 +51,8 @@ def until_table(result: dict) -> str:
     for name, c in result["time_to_f1"].items():
         lines.append(f"{name:<15}{fmt(c['mean_seconds_to_f1'], '.1f'):>14}{fmt(c['mean_tokens_to_f1'], '.0f'):>10}"
                      f"{c['reached']:>5}/{c['repeats']:<3}{fmt(c['ratio'], '.2f'):>8}{fmt(c['best_f1'], '.4f'):>9}")
-    return "\n".join(lines)
+    recipe = recipe_line(result["setup"])
+    return "\n".join(lines + ([recipe] if recipe else []))
 
 
 def predict_table(result: dict) -> str:

@@ -46,6 +46,9 @@ def add_parser(subparsers) -> None:
                         "of a CoNLL-2003 epoch)")
     t.add_argument("--budget", type=positive(float), metavar="SECONDS",
                    help="with --until-f1, stop a run after this many training seconds")
+    t.add_argument("--nerbook", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change one TrainConfig field of nerbook's run (repeatable), e.g. warmup_ratio=0 or "
+                        "batch_size=64; the record keeps them")
     t.add_argument("--json", action="store_true")
     t.add_argument("--record", help="write the JSON with provenance here")
     t.set_defaults(func=run_train, show=show_train)
@@ -91,6 +94,34 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def config_overrides(items: list[str]) -> dict:
+    """``--nerbook FIELD=VALUE`` items as TrainConfig fields with values of the field's type."""
+    from dataclasses import fields
+
+    from nerbook.train import TrainConfig
+
+    kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in kinds:
+            raise CliError(f"--nerbook {item}: expected FIELD=VALUE with FIELD one of {', '.join(kinds)}")
+        kind = kinds[name]
+        try:
+            if kind is bool or (kind is type(None) and text.lower() in ("true", "false")):
+                if text.lower() not in ("true", "false"):
+                    raise ValueError
+                out[name] = text.lower() == "true"
+            elif kind is type(None):
+                out[name] = None if text.lower() == "none" else text
+            else:
+                out[name] = kind(text)
+        except ValueError:
+            raise CliError(f"--nerbook {item}: {text!r} is not a {kind.__name__}") from None
+    return out
+
+
 def show_train(result: dict) -> None:
     """The training table; after a time-to-F1 run, the time-to-F1 table too."""
     print(train_table(result))
@@ -109,13 +140,14 @@ def run_train(args: argparse.Namespace) -> dict:
         raise CliError("--budget needs --until-f1")
     if args.until_f1 is not None and not args.evaluate:
         raise CliError("--until-f1 scores the dev set: it cannot go with --no-eval")
+    overrides = config_overrides(args.nerbook)
     device_arg(args.device)
     set_threads(args.threads)
     spec = TrainSpec(train=args.train, valid=args.valid, model=args.model, limit=args.limit,
                      valid_limit=args.valid_limit, batch_size=args.batch_size, epochs=args.epochs,
                      lr=args.lr, seed=args.seed, threads=args.threads, device=args.device,
                      evaluate=args.evaluate, until_f1=args.until_f1, eval_every=args.eval_every,
-                     budget=args.budget)
+                     budget=args.budget, nerbook_config=overrides or None)
     result = bench_train(spec, names, args.repeat, args.isolate, log=progress(args))
     if args.record:
         from nerbook.records import write_record

@@ -1,0 +1,164 @@
+"""Where does a training step's time go? (chapter "Making it fast")
+
+MFU compares the model's useful FLOPs per second with the rate of large (1024 x 1024) matrix
+products. This script splits the gap in two, for nerbook's training step (MiniLM, packed batches,
+bf16 autocast where native, fused AdamW, word embeddings frozen) at each ``--batch-sizes``:
+
+1. how fast the matrix products run at the model's own shapes: every ``nn.Linear`` of the model
+   as a ``(tokens x in) @ (in x out)`` product, with ``tokens`` the mean computed tokens of a
+   batch, timed in bf16 (or fp32 where bf16 is not native) next to the 1024 x 1024 product;
+2. which share of the step's operator time is matrix products, and where the rest goes: the
+   dropout masks' random numbers, dtype casts, the optimiser, everything else (``torch.profiler``,
+   self CPU time of each operator, summed by kind).
+
+    python bench/step_profile.py PATH/TO/conll2003 --batch-sizes 16 64 \\
+        --record records/step-profile-cpu-minilm-conll2003.json
+
+The shares are of operator time under the profiler, which adds its own overhead; tokens per
+second are timed without it. The record's kind is ``"experiment"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from nerbook.align import WindowConfig, encode_windows
+from nerbook.batching import PackingCollator
+from nerbook.bench.contenders import load_bench_model
+from nerbook.bench.measure import TokenCounter, matmul_tflops, model_flops
+from nerbook.data import load_splits
+from nerbook.records import write_record
+from nerbook.runtime import resolve_precision
+from nerbook.train import TrainConfig, freeze_word_embeddings, make_loader, make_optimizer
+
+#: Operator kinds, by the first pattern that an ATen operator's name matches.
+KINDS = {"matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot"),
+         "dropout masks": ("aten::bernoulli", "aten::native_dropout", "aten::rand"),
+         "dtype casts": ("aten::copy_", "aten::_to_copy"),
+         "optimiser": ("aten::_fused_adamw", "aten::_foreach")}
+
+
+def kind_of(name: str) -> str:
+    """The kind of an operator (:data:`KINDS`), or ``other``."""
+    for kind, prefixes in KINDS.items():
+        if name.startswith(prefixes):
+            return kind
+    return "other"
+
+
+def shape_rate(model, tokens: int, dtype: str, min_seconds: float = 0.3) -> float:
+    """TFLOP/s of the model's linear layers as ``(tokens x in) @ (in x out)`` products in
+    ``dtype``: each distinct shape timed, weighted by how many layers have it."""
+    kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    shapes: dict[tuple[int, int], int] = {}
+    for m in model.modules():
+        if isinstance(m, torch.nn.Linear):
+            shapes[(m.in_features, m.out_features)] = shapes.get((m.in_features, m.out_features), 0) + 1
+    flops = seconds = 0.0
+    g = torch.Generator().manual_seed(0)
+    with torch.inference_mode():
+        for (n_in, n_out), count in shapes.items():
+            a = torch.randn(tokens, n_in, generator=g).to(kind)
+            b = torch.randn(n_in, n_out, generator=g).to(kind)
+            for _ in range(3):
+                a @ b
+            n, start = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - start) < min_seconds or n < 3:
+                a @ b
+                n += 1
+            flops += count * 2.0 * tokens * n_in * n_out
+            seconds += count * elapsed / n
+    return flops / seconds / 1e12
+
+
+def step_profile(model, tokenizer, train_ds, batch_size: int, warmup: int, steps: int) -> dict:
+    """Time ``steps`` training steps (after ``warmup``), then profile as many again."""
+    freeze_word_embeddings(model)
+    model.train()
+    cfg = TrainConfig(batch_size=batch_size, lr=1e-4, seed=0)
+    loader, _ = make_loader(encode_windows(train_ds, tokenizer, WindowConfig()), tokenizer, cfg,
+                            PackingCollator.for_model(model, tokenizer))
+    batches = list(loader)
+    if len(batches) < warmup + 2 * steps:
+        raise SystemExit(f"--limit gives {len(batches)} batches of {batch_size}; "
+                         f"need {warmup + 2 * steps}: raise --limit or lower --steps")
+    optimizer = make_optimizer(model, cfg, "cpu")
+    bf16 = resolve_precision("auto", "cpu") == "bf16"
+
+    def step(batch) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for batch in batches[:warmup]:
+        step(batch)
+    timed = batches[warmup:warmup + steps]
+    counter = TokenCounter(model, tokenizer.pad_token_id)
+    start = time.perf_counter()
+    for batch in timed:
+        step(batch)
+    seconds = time.perf_counter() - start
+    counter.remove()
+    totals = counter.totals()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for batch in batches[warmup + steps:warmup + 2 * steps]:
+            step(batch)
+    by_kind: dict[str, float] = {}
+    for event in prof.key_averages():
+        by_kind[kind_of(event.key)] = by_kind.get(kind_of(event.key), 0.0) + event.self_cpu_time_total
+    total = sum(by_kind.values())
+    return {"batch_size": batch_size, "steps": steps, "seconds": seconds,
+            "real_tokens": totals["real_tokens"], "computed_tokens": totals["computed_tokens"],
+            "tokens_per_second": totals["real_tokens"] / seconds,
+            "computed_tokens_per_batch": totals["computed_tokens"] / len(timed),
+            "model_tflops": model_flops(model, totals["real_tokens"], totals["sum_len_sq"]) / seconds / 1e12,
+            "precision": "bf16" if bf16 else "fp32",
+            "operator_share": {k: v / total for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("data", help="a CoNLL training file, or a folder with train.txt")
+    p.add_argument("--model", default="offline", help="offline (MiniLM), bert-base-random, or a path")
+    p.add_argument("--limit", type=int, default=3000, help="training sentences to draw batches from")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
+    p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=20, help="timed steps, then as many profiled")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads (the machines this book runs on have 2)")
+    p.add_argument("--record", help="write the measurements and their provenance to this JSON file")
+    args = p.parse_args()
+    torch.set_num_threads(min(args.threads, torch.get_num_threads()))
+    train_ds, _, schema = load_splits(args.data, None, args.limit)
+    rows = []
+    for batch_size in args.batch_sizes:
+        torch.manual_seed(0)
+        model, tokenizer = load_bench_model(args.model, schema, train_ds["tokens"], seed=0)
+        row = step_profile(model, tokenizer, train_ds, batch_size, args.warmup, args.steps)
+        tokens = round(row["computed_tokens_per_batch"])
+        row["matmul_tflops"] = {"1024": {d: matmul_tflops("cpu", d) for d in ("fp32", "bf16")},
+                                "model_shapes": {d: shape_rate(model, tokens, d) for d in ("fp32", "bf16")}}
+        ref = row["matmul_tflops"]
+        row["mfu"] = {f"{where}_{d}": row["model_tflops"] / ref[where][d] for where in ref for d in ref[where]}
+        rows.append(row)
+        shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["operator_share"].items())
+        print(f"batch {batch_size}: {row['tokens_per_second']:.0f} real tokens/s, model "
+              f"{1e3 * row['model_tflops']:.0f} GFLOP/s; bf16 products at the model's shapes "
+              f"({tokens} x 384...) {1e3 * ref['model_shapes']['bf16']:.0f} GFLOP/s, at 1024 "
+              f"{1e3 * ref['1024']['bf16']:.0f}; operator time: {shares}", flush=True)
+    if args.record:
+        setup = {"model": args.model, "limit": args.limit, "threads": torch.get_num_threads(),
+                 "warmup": args.warmup, "steps": args.steps,
+                 "note": "one process, batch sizes one after the other; shares are of profiled operator time"}
+        path = write_record(args.record, {"setup": setup, "rows": rows}, data=[args.data], kind="experiment",
+                            command=["python", "bench/step_profile.py", *sys.argv[1:]])
+        print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -148,6 +148,8 @@ def train_row(record: dict) -> dict:
            # records made before nerbook kept the word embeddings frozen trained every weight
            "word embeddings": "trained" if cfg.get("train_embeddings", True) or cfg["model"] == "tiny" else "frozen",
            "subword labels": "all" if cfg.get("label_all_subwords") else "first",
+           # records made before --warmup-ratio existed warmed up over TrainConfig's 10%
+           "warm-up": cfg.get("warmup_ratio") if cfg.get("warmup_ratio") is not None else 0.1,
            "dev F1": res["dev_f1"]}
     for typ, f1 in sorted(epochs[res["best_epoch"] - 1].get("dev_per_type", {}).items()):
         row[f"F1 {typ}"] = f1

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 
 import torch
 
@@ -50,29 +51,14 @@ def kind_of(name: str) -> str:
     return "other"
 
 
-def shape_rate(model, tokens: int, dtype: str, min_seconds: float = 0.3) -> float:
+def shape_rate(model, tokens: int, dtype: str) -> float:
     """TFLOP/s of the model's linear layers as ``(tokens x in) @ (in x out)`` products in
-    ``dtype``: each distinct shape timed, weighted by how many layers have it."""
-    kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    shapes: dict[tuple[int, int], int] = {}
-    for m in model.modules():
-        if isinstance(m, torch.nn.Linear):
-            shapes[(m.in_features, m.out_features)] = shapes.get((m.in_features, m.out_features), 0) + 1
-    flops = seconds = 0.0
-    g = torch.Generator().manual_seed(0)
-    with torch.inference_mode():
-        for (n_in, n_out), count in shapes.items():
-            a = torch.randn(tokens, n_in, generator=g).to(kind)
-            b = torch.randn(n_in, n_out, generator=g).to(kind)
-            for _ in range(3):
-                a @ b
-            n, start = 0, time.perf_counter()
-            while (elapsed := time.perf_counter() - start) < min_seconds or n < 3:
-                a @ b
-                n += 1
-            flops += count * 2.0 * tokens * n_in * n_out
-            seconds += count * elapsed / n
-    return flops / seconds / 1e12
+    ``dtype``: each distinct shape timed (:func:`~nerbook.bench.measure.matmul_tflops`), weighted
+    by how many layers have it."""
+    shapes = Counter((m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear))
+    flops = {shape: count * 2.0 * tokens * shape[0] * shape[1] for shape, count in shapes.items()}
+    seconds = sum(f / (1e12 * matmul_tflops("cpu", dtype, shape=(tokens, *shape))) for shape, f in flops.items())
+    return sum(flops.values()) / seconds / 1e12
 
 
 def step_profile(model, tokenizer, train_ds, batch_size: int, warmup: int, steps: int) -> dict:

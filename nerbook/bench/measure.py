@@ -155,31 +155,34 @@ def peak_tflops(device: str) -> float | None:
     return None
 
 
-def matmul_tflops(device: str, dtype: str = "bf16", size: int = 1024, min_seconds: float = 0.3) -> float:
+def matmul_tflops(device: str, dtype: str = "bf16", size: int = 1024, min_seconds: float = 0.3,
+                  shape: tuple[int, int, int] | None = None) -> float:
     """The rate of ``size x size`` matrix products in ``dtype`` (``fp32`` or ``bf16``) on
     ``device`` with the current threads, in TFLOP/s (``2 size^3`` per product): what a CPU's MFU
     is measured against, in the same run, because a CPU has no spec-sheet peak for its cores'
-    share of a shared machine. Products run until ``min_seconds`` have passed, after two untimed."""
+    share of a shared machine. ``shape=(m, k, n)`` times ``(m x k) @ (k x n)`` products instead
+    (``2 m k n`` each). Products run until ``min_seconds`` have passed, after two untimed."""
     import torch
 
+    m, k, n = shape or (size, size, size)
     kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(device=device, dtype=kind)
-    b = torch.randn(size, size, generator=g).to(device=device, dtype=kind)
+    a = torch.randn(m, k, generator=g).to(device=device, dtype=kind)
+    b = torch.randn(k, n, generator=g).to(device=device, dtype=kind)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     with torch.inference_mode():
         for _ in range(2):
             a @ b
         sync()
-        n, start = 0, perf_counter()
+        count, start = 0, perf_counter()
         while True:
             a @ b
-            n += 1
+            count += 1
             sync()
             elapsed = perf_counter() - start
             if elapsed >= min_seconds:
                 break
-    return 2.0 * size**3 * n / elapsed / 1e12
+    return 2.0 * m * k * n * count / elapsed / 1e12
 
 
 def matmul_rates(device: str, dtypes: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, float]:

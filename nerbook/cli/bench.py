@@ -107,14 +107,14 @@ def config_overrides(items: list[str]) -> dict:
         name = name.strip()
         if not sep or name not in kinds:
             raise CliError(f"--nerbook {item}: expected FIELD=VALUE with FIELD one of {', '.join(kinds)}")
-        kind = kinds[name]
+        kind, word = kinds[name], text.lower()
         try:
-            if kind is bool or (kind is type(None) and text.lower() in ("true", "false")):
-                if text.lower() not in ("true", "false"):
-                    raise ValueError
-                out[name] = text.lower() == "true"
-            elif kind is type(None):
-                out[name] = None if text.lower() == "none" else text
+            if word in ("true", "false") and kind in (bool, type(None)):  # None: an optional flag
+                out[name] = word == "true"
+            elif kind is bool:
+                raise ValueError
+            elif kind is type(None):  # an optional setting: none, or a string such as "fgm"
+                out[name] = None if word == "none" else text
             else:
                 out[name] = kind(text)
         except ValueError:

@@ -293,6 +293,37 @@ def schema_of_model(model) -> LabelSchema:
     return LabelSchema(tuple(cfg.id2label[i] for i in range(len(cfg.id2label))))
 
 
+#: Config fields that give a BERT-style model's dropout rates (hidden states, attention weights, head).
+DROPOUT_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout")
+
+
+def set_dropout(model: torch.nn.Module, rate: float | dict) -> dict:
+    """Set every dropout layer of ``model`` to ``rate``, and the config's dropout fields with it
+    (so a saved checkpoint says what it trained with); return the old rates, which a second call
+    with that dict puts back (chapter "Making it fast").
+
+    transformers' BERT reads its attention dropout from the layer's ``p`` at every call, so this
+    works on a loaded model; its config fields only matter for a model built again from the config.
+    """
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    config = getattr(model, "config", None)
+    fields = [f for f in DROPOUT_FIELDS if hasattr(config, f)]
+    old = {"layers": {name: m.p for name, m in layers.items()}, "config": {f: getattr(config, f) for f in fields}}
+    if isinstance(rate, dict):
+        for name, p in rate["layers"].items():
+            layers[name].p = p
+        for f, value in rate["config"].items():
+            setattr(config, f, value)
+        return old
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate {rate} is not in [0, 1)")
+    for m in layers.values():
+        m.p = rate
+    for f in fields:
+        setattr(config, f, rate)
+    return old
+
+
 def count_parameters(model: torch.nn.Module, trainable_only: bool = False) -> int:
     """Number of weights of ``model`` (only those that train with ``trainable_only``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -34,7 +34,7 @@ from nerbook.batching import (
 )
 from nerbook.checkpoint import load_state, save_state
 from nerbook.data import schema_of
-from nerbook.model import count_parameters, save_checkpoint
+from nerbook.model import count_parameters, save_checkpoint, set_dropout
 from nerbook.predict import Tagger
 from nerbook.runtime import pick_device, resolve_precision, seed_everything
 
@@ -72,6 +72,7 @@ class TrainConfig:
     adversarial: str | None = None  # "fgm" or "pgd": adversarial training in embedding space
     adv_eps: float = 0.1  # L2 size per labelled token's embedding (the CoNLL sweep's best, records/adversarial-*)
     adv_steps: int = 3  # PGD's steps (FGM takes one)
+    dropout: float | None = None  # every dropout layer's rate during training; None = the model's own (0.1 in BERT)
 
 
 @dataclass
@@ -205,6 +206,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     if cfg.freeze_encoder:  # train the classifier head only (it stays so)
         freeze_encoder(model)
     frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)  # unfrozen again at the end
+    dropout_before = set_dropout(model, cfg.dropout) if cfg.dropout is not None else None  # put back at the end
 
     later = continuation_labels(schema_of(train_ds).names) if cfg.label_all_subwords else None
     windows = encode_windows(train_ds, tokenizer, WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context), later)
@@ -250,6 +252,8 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         best.save(result.model, cfg.epochs, None)
     for p in frozen:  # hand the model back as it came
         p.requires_grad_(True)
+    if dropout_before is not None:
+        set_dropout(result.model, dropout_before)
     return result
 
 

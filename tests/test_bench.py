@@ -455,6 +455,7 @@ def test_bench_time_to_f1(files, capsys):
     (["--nerbook", "warmup=0"], "--nerbook warmup=0: expected FIELD=VALUE with FIELD one of epochs, "),
     (["--nerbook", "batch_size=big"], "--nerbook batch_size=big: 'big' is not a int"),
     (["--nerbook", "packing=maybe"], "--nerbook packing=maybe: 'maybe' is not a bool"),
+    (["--nerbook", "dropout=high"], "--nerbook dropout=high: 'high' is not a float or none"),
 ])
 def test_time_to_f1_bad_arguments(files, capsys, extra, message):
     assert main(["bench", "train", "--train", str(files), "--model", "tiny", *extra]) == 2
@@ -495,8 +496,13 @@ def test_nerbook_loop_takes_the_overrides(monkeypatch):
         return nerbook.train.TrainResult(history={"steps": [], "epochs": [{"train_loss": 1.0}]}, model=model)
 
     monkeypatch.setattr(nerbook.train, "train", fake_train)
-    overrides = config_overrides(["batch_size=64", "lr=4e-4", "warmup_ratio=0", "freeze_word_embeddings=false"])
-    assert overrides == {"batch_size": 64, "lr": 4e-4, "warmup_ratio": 0.0, "freeze_word_embeddings": False}
+    overrides = config_overrides(["batch_size=64", "lr=4e-4", "warmup_ratio=0", "freeze_word_embeddings=false",
+                                  "dropout=0"])
+    assert overrides == {"batch_size": 64, "lr": 4e-4, "warmup_ratio": 0.0, "freeze_word_embeddings": False,
+                         "dropout": 0.0}
+    assert type(overrides["dropout"]) is float  # an optional number is parsed as one, not kept as text
+    assert config_overrides(["patience=none", "adversarial=fgm", "dropout=None"]) == {
+        "patience": None, "adversarial": "fgm", "dropout": None}
     nerbook_loop(None, None, None, TrainSpec(train="x", batch_size=16, lr=2e-4, epochs=3, nerbook_config=overrides), "cpu")
     cfg = seen["cfg"]
     assert (cfg.batch_size, cfg.lr, cfg.warmup_ratio, cfg.freeze_word_embeddings, cfg.epochs) == (64, 4e-4, 0.0, False, 3)

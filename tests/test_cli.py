@@ -49,7 +49,7 @@ def test_train_json(tmp_path, conll_dir, capsys):
 
 
 @pytest.mark.parametrize("flags, trains_embeddings", [
-    ([], False), (["--train-embeddings", "--no-packing", "--label-all-subwords"], True)])
+    ([], False), (["--train-embeddings", "--no-packing", "--label-all-subwords", "--dropout", "0"], True)])
 def test_train_keeps_pretrained_embeddings_unless_asked(tmp_path, conll_dir, capsys, flags, trains_embeddings):
     code, out, err = run(capsys, "train", "--train", conll_dir, "--model", "offline", "--out", tmp_path / "run",
                          "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--stride", "8", "--limit", "8",
@@ -67,6 +67,9 @@ def test_train_keeps_pretrained_embeddings_unless_asked(tmp_path, conll_dir, cap
     assert r["config"]["train_embeddings"] is trains_embeddings and r["config"]["packing"] is not trains_embeddings
     saved = json.loads((tmp_path / "run" / "best" / "nerbook.json").read_text())["train_config"]
     assert saved["label_all_subwords"] is trains_embeddings and saved["packing"] is not trains_embeddings
+    # --dropout 0 reaches the run and the saved config; without it MiniLM keeps its own 0.1
+    hidden = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["hidden_dropout_prob"]
+    assert (saved["dropout"], hidden) == ((0.0, 0.0) if trains_embeddings else (OFFLINE_RECIPE["dropout"], 0.1))
 
 
 def bert_token_classifier_size(config_json) -> tuple[int, int]:
@@ -299,6 +302,7 @@ def test_predict_checkpoint_without_labels(tmp_path, synth, capsys):
     ("--stride", "0", True), ("--stride", "-1", False), ("--patience", "0", True), ("--patience", "-2", False),
     ("--warmup-ratio", "0", True), ("--warmup-ratio", "0.1", True), ("--warmup-ratio", "1", False),
     ("--warmup-ratio", "-0.1", False), ("--warmup-ratio", "a", False), ("--batch-size", "0", False),
+    ("--dropout", "0", True), ("--dropout", "0.1", True), ("--dropout", "1", False),
 ])
 def test_number_arguments(flag, value, ok, capsys):
     from nerbook.cli import build_parser
@@ -350,6 +354,6 @@ def test_default_recipe_by_model_and_on_resume(tmp_path):
     assert statistics.mean(finals["no-warmup"]) > 0.9
     assert default_recipe("offline") == OFFLINE_RECIPE
     assert default_recipe("bert-base-cased") == default_recipe("tiny") == default_recipe(str(tmp_path)) == OTHER_RECIPE
-    assert OTHER_RECIPE == {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1}
+    assert OTHER_RECIPE == {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None}
     (tmp_path / "nerbook.json").write_text(json.dumps({"labels": ["O"], "train_config": {"lr": 3e-4, "batch_size": 8}}))
     assert default_recipe("offline", resume=str(tmp_path)) == {**OFFLINE_RECIPE, "lr": 3e-4, "batch_size": 8}

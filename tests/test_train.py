@@ -222,3 +222,34 @@ def test_word_embeddings_kept_unless_tiny(synth, is_tiny, setting, trained):
     assert not torch.equal(before["bert.encoder.layer.0.attention.self.query.weight"],
                            model.bert.encoder.layer[0].attention.self.query.weight.detach())
     assert emb.requires_grad  # handed back as it came
+
+
+def test_dropout_setting_during_training_only(synth, tmp_path):
+    """``TrainConfig.dropout`` sets every dropout layer for the run; the saved checkpoint says so,
+    and the model comes back with its own rates."""
+    from nerbook.model import set_dropout
+
+    model, tok = tiny(synth)
+    rates = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates and set(rates.values()) == {0.1}
+    seen = []
+    hook = model.bert.encoder.layer[0].attention.self.register_forward_pre_hook(
+        lambda m, args: seen.append((m.training, m.dropout.p)))
+    train(model, tok, synth["train"].select(range(32)), None,
+          TrainConfig(epochs=1, batch_size=16, dropout=0.0, **QUIET), out_dir=tmp_path / "run")
+    hook.remove()
+    assert seen and all(p == 0.0 for training, p in seen if training)
+    saved = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == 0.0 and saved["attention_probs_dropout_prob"] == 0.0
+    assert {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)} == rates
+    assert model.config.hidden_dropout_prob == 0.1
+    # without dropout a model in training mode is a function of its input: the same output twice
+    batch = tok([["Paris", "is", "big"]], is_split_into_words=True, return_tensors="pt")
+    model.train()
+    assert not torch.equal(model(**batch).logits, model(**batch).logits)
+    old = set_dropout(model, 0.0)
+    assert torch.equal(model(**batch).logits, model(**batch).logits)
+    set_dropout(model, old)
+    assert {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)} == rates
+    with pytest.raises(ValueError, match="not in"):
+        set_dropout(model, 1.0)

@@ -95,31 +95,43 @@ def unit_interval(text: str) -> float:
 
 
 def config_overrides(items: list[str]) -> dict:
-    """``--nerbook FIELD=VALUE`` items as TrainConfig fields with values of the field's type."""
-    from dataclasses import fields
+    """``--nerbook FIELD=VALUE`` items as TrainConfig fields with values of the field's type
+    (``none`` for an optional field's None)."""
+    import typing
 
     from nerbook.train import TrainConfig
 
-    kinds = {f.name: type(f.default) for f in fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
     out = {}
     for item in items:
         name, sep, text = item.partition("=")
         name = name.strip()
-        if not sep or name not in kinds:
-            raise CliError(f"--nerbook {item}: expected FIELD=VALUE with FIELD one of {', '.join(kinds)}")
-        kind, word = kinds[name], text.lower()
-        try:
-            if word in ("true", "false") and kind in (bool, type(None)):  # None: an optional flag
-                out[name] = word == "true"
-            elif kind is bool:
-                raise ValueError
-            elif kind is type(None):  # an optional setting: none, or a string such as "fgm"
-                out[name] = None if word == "none" else text
-            else:
-                out[name] = kind(text)
-        except ValueError:
-            raise CliError(f"--nerbook {item}: {text!r} is not a {kind.__name__}") from None
+        if not sep or name not in hints:
+            raise CliError(f"--nerbook {item}: expected FIELD=VALUE with FIELD one of {', '.join(hints)}")
+        kinds = [k for k in typing.get_args(hints[name]) or (hints[name],) if k is not type(None)]
+        optional, word = type(None) in typing.get_args(hints[name]), text.lower()
+        if optional and word == "none":
+            out[name] = None
+            continue
+        for kind in kinds:
+            try:
+                out[name] = parse_as(kind, text)
+                break
+            except ValueError:
+                pass
+        else:
+            raise CliError(f"--nerbook {item}: {text!r} is not a "
+                           + " or ".join(k.__name__ for k in kinds) + (" or none" if optional else ""))
     return out
+
+
+def parse_as(kind: type, text: str):
+    """``text`` as a value of ``kind`` (bool: true or false); ValueError if it is not one."""
+    if kind is bool:
+        if text.lower() not in ("true", "false"):
+            raise ValueError(text)
+        return text.lower() == "true"
+    return kind(text)
 
 
 def show_train(result: dict) -> None:

@@ -12,7 +12,7 @@ from nerbook.cli.common import CliError, positive
 #: no warm-up. Without the warm-up nerbook reached dev F1 0.88 in fewer tokens in every seed of
 #: :data:`TTF_RECORD`, and over three seeds its final dev F1 after 3 epochs on the full CoNLL-2003
 #: training set matched the warm-up's (:data:`RECIPE_RECORDS`; chapter "Making it fast").
-OFFLINE_RECIPE = {"batch_size": 16, "lr": 2e-4, "warmup_ratio": 0.0}
+OFFLINE_RECIPE = {"batch_size": 16, "lr": 2e-4, "warmup_ratio": 0.0, "dropout": None}
 #: The learning-rate sweep (``bench/lr_defaults.py``: 1,000 sentences, 3 epochs, 2 seeds).
 LR_RECORD = "records/lr-defaults-cpu-minilm-conll2003.json"
 #: Tokens to dev F1 0.88, with and without the warm-up (``bench/time_to_f1_recipe.py``).
@@ -22,7 +22,7 @@ RECIPE_RECORDS = ("records/recipe-final-f1-cpu-minilm-conll2003.json",
                   "records/recipe-final-f1-no-warmup-cpu-minilm-conll2003.json")
 #: For every other model (BERT-base and the like): batch 16, 5e-5 (the top of the range Devlin et al.
 #: (2019) recommend for fine-tuning BERT) and a warm-up over 10% of the steps; not measured here.
-OTHER_RECIPE = {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1}
+OTHER_RECIPE = {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None}
 
 
 def default_recipe(model: str, resume: str | None = None) -> dict:
@@ -60,6 +60,10 @@ def add_parser(sub) -> None:
     t.add_argument("--warmup-ratio", type=share, metavar="R", help="share of the steps over which the learning "
                    "rate rises to its peak " + recipe.format(offline=OFFLINE_RECIPE["warmup_ratio"],
                                                               other=OTHER_RECIPE["warmup_ratio"]))
+    own = "the model's own, 0.1 in BERT and MiniLM"
+    t.add_argument("--dropout", type=share, metavar="P", help="rate of every dropout layer while training " + recipe.format(
+        offline=OFFLINE_RECIPE["dropout"] if OFFLINE_RECIPE["dropout"] is not None else own,
+        other=OTHER_RECIPE["dropout"] if OTHER_RECIPE["dropout"] is not None else own))
     t.add_argument("--max-length", type=positive(int), default=128, help="window size in subwords")
     t.add_argument("--stride", type=positive(int, 0), default=32, help="overlap of windows of long sentences")
     t.add_argument("--doc-context", action="store_true", help="fill windows with the document's neighbouring sentences")
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> dict:
         if getattr(args, key) is None:
             setattr(args, key, value)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio,
+                      dropout=args.dropout,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
                       grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,

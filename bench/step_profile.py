@@ -2,7 +2,8 @@
 
 MFU compares the model's useful FLOPs per second with the rate of large (1024 x 1024) matrix
 products. This script splits the gap in two, for nerbook's training step (MiniLM, packed batches,
-bf16 autocast where native, fused AdamW, word embeddings frozen) at each ``--batch-sizes``:
+bf16 autocast where native, fused AdamW, word embeddings frozen) at each ``--batch-sizes``, with
+the model's own dropout or each rate of ``--dropout`` (``model``: the model's own):
 
 1. how fast the matrix products run at the model's own shapes: every ``nn.Linear`` of the model
    as a ``(tokens x in) @ (in x out)`` product, with ``tokens`` the mean computed tokens of a
@@ -13,6 +14,8 @@ bf16 autocast where native, fused AdamW, word embeddings frozen) at each ``--bat
 
     python bench/step_profile.py PATH/TO/conll2003 --batch-sizes 16 64 \\
         --record records/step-profile-cpu-minilm-conll2003.json
+    python bench/step_profile.py PATH/TO/conll2003 --batch-sizes 16 64 --dropout model 0 \\
+        --record records/step-profile-dropout-cpu-minilm-conll2003.json
 
 The shares are of operator time under the profiler, which adds its own overhead; tokens per
 second are timed without it. The record's kind is ``"experiment"``.
@@ -21,6 +24,7 @@ second are timed without it. The record's kind is ``"experiment"``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections import Counter
@@ -32,6 +36,7 @@ from nerbook.batching import PackingCollator
 from nerbook.bench.contenders import load_bench_model
 from nerbook.bench.measure import TokenCounter, matmul_tflops, model_flops
 from nerbook.data import load_splits
+from nerbook.model import set_dropout
 from nerbook.records import write_record
 from nerbook.runtime import resolve_precision
 from nerbook.train import TrainConfig, freeze_word_embeddings, make_loader, make_optimizer
@@ -108,6 +113,19 @@ def step_profile(model, tokenizer, train_ds, batch_size: int, warmup: int, steps
             "operator_share": {k: v / total for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])}}
 
 
+def dropout_rate(text: str) -> float | str:
+    """An argparse ``type``: ``model`` or a rate in [0, 1)."""
+    if text == "model":
+        return text
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'model': {text!r}") from None
+    if not 0 <= rate < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return rate
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("data", help="a CoNLL training file, or a folder with train.txt")
@@ -116,16 +134,20 @@ def main() -> None:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 64])
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first")
     p.add_argument("--steps", type=int, default=20, help="timed steps, then as many profiled")
+    p.add_argument("--dropout", nargs="+", default=["model"], type=dropout_rate,
+                   help="dropout rates to profile, each a number in [0, 1) or 'model' (the model's own)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (the machines this book runs on have 2)")
     p.add_argument("--record", help="write the measurements and their provenance to this JSON file")
     args = p.parse_args()
     torch.set_num_threads(min(args.threads, torch.get_num_threads()))
     train_ds, _, schema = load_splits(args.data, None, args.limit)
     rows = []
-    for batch_size in args.batch_sizes:
+    for batch_size, dropout in itertools.product(args.batch_sizes, args.dropout):
         torch.manual_seed(0)
         model, tokenizer = load_bench_model(args.model, schema, train_ds["tokens"], seed=0)
-        row = step_profile(model, tokenizer, train_ds, batch_size, args.warmup, args.steps)
+        if dropout != "model":
+            set_dropout(model, dropout)
+        row = {"dropout": dropout, **step_profile(model, tokenizer, train_ds, batch_size, args.warmup, args.steps)}
         tokens = round(row["computed_tokens_per_batch"])
         row["matmul_tflops"] = {"1024": {d: matmul_tflops("cpu", d) for d in ("fp32", "bf16")},
                                 "model_shapes": {d: shape_rate(model, tokens, d) for d in ("fp32", "bf16")}}
@@ -133,14 +155,15 @@ def main() -> None:
         row["mfu"] = {f"{where}_{d}": row["model_tflops"] / ref[where][d] for where in ref for d in ref[where]}
         rows.append(row)
         shares = ", ".join(f"{k} {100 * v:.0f}%" for k, v in row["operator_share"].items())
-        print(f"batch {batch_size}: {row['tokens_per_second']:.0f} real tokens/s, model "
+        print(f"batch {batch_size}, dropout {dropout}: {row['tokens_per_second']:.0f} real tokens/s, model "
               f"{1e3 * row['model_tflops']:.0f} GFLOP/s; bf16 products at the model's shapes "
               f"({tokens} x 384...) {1e3 * ref['model_shapes']['bf16']:.0f} GFLOP/s, at 1024 "
               f"{1e3 * ref['1024']['bf16']:.0f}; operator time: {shares}", flush=True)
     if args.record:
         setup = {"model": args.model, "limit": args.limit, "threads": torch.get_num_threads(),
                  "warmup": args.warmup, "steps": args.steps,
-                 "note": "one process, batch sizes one after the other; shares are of profiled operator time"}
+                 "dropout": args.dropout,
+                 "note": "one process, one setting after the other; shares are of profiled operator time"}
         path = write_record(args.record, {"setup": setup, "rows": rows}, data=[args.data], kind="experiment",
                             command=["python", "bench/step_profile.py", *sys.argv[1:]])
         print("wrote", path)

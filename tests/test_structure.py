@@ -174,6 +174,22 @@ def test_no_stale_widget_state(path: Path) -> None:
                 f"{path.name}: cell {index} has a widget view over {MAX_WIDGET_STATE} bytes")
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_no_sentence_of_prose_repeats(path: Path) -> None:
+    """An edit that pastes a paragraph twice leaves the same long sentence twice on the page (a
+    summary bullet once appeared four times); every sentence of twelve words or more is unique."""
+    seen: dict[str, int] = {}
+    for index, cell in enumerate(_read(path)["cells"]):
+        if cell["cell_type"] != "markdown":
+            continue
+        text = " ".join("".join(cell["source"]).split())
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            if len(sentence.split()) >= 12:
+                assert sentence not in seen, (
+                    f"{path.name}: cell {index} repeats a sentence of cell {seen[sentence]}: {sentence[:80]}...")
+                seen[sentence] = index
+
+
 # --- configuration -----------------------------------------------------------------------------
 
 

@@ -142,6 +142,22 @@ def freeze_word_embeddings(model: torch.nn.Module, setting: bool | None = None) 
     return frozen
 
 
+def run_settings(model: torch.nn.Module, cfg: TrainConfig):
+    """Freeze the word embeddings (:func:`freeze_word_embeddings`) and set every dropout layer
+    (``cfg.dropout``, :func:`~nerbook.model.set_dropout`) for a run; return the function that
+    hands the model back as it came."""
+    frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)
+    dropout_before = set_dropout(model, cfg.dropout) if cfg.dropout is not None else None
+
+    def hand_back() -> None:
+        for p in frozen:
+            p.requires_grad_(True)
+        if dropout_before is not None:
+            set_dropout(model, dropout_before)
+
+    return hand_back
+
+
 def freeze_encoder(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """Freeze the pretrained body (``model.<base_model_prefix>``), so that only the head trains;
     return the parameters it froze (chapter "The fine-tuning recipe")."""
@@ -205,8 +221,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     device, precision = acc.device.type, acc.mixed_precision
     if cfg.freeze_encoder:  # train the classifier head only (it stays so)
         freeze_encoder(model)
-    frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)  # unfrozen again at the end
-    dropout_before = set_dropout(model, cfg.dropout) if cfg.dropout is not None else None  # put back at the end
+    hand_back = run_settings(model, cfg)  # frozen word embeddings, dropout: undone at the end
 
     later = continuation_labels(schema_of(train_ds).names) if cfg.label_all_subwords else None
     windows = encode_windows(train_ds, tokenizer, WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context), later)
@@ -250,10 +265,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         best.restore(result.model)
     elif out is not None:  # no dev set: the last epoch's model is the one to keep
         best.save(result.model, cfg.epochs, None)
-    for p in frozen:  # hand the model back as it came
-        p.requires_grad_(True)
-    if dropout_before is not None:
-        set_dropout(result.model, dropout_before)
+    hand_back()
     return result
 
 

@@ -49,21 +49,7 @@ def add_parser(sub) -> None:
     t.add_argument("--out", required=True,
                    help="output folder (best/ and last/ go there); must be new or empty, unless --overwrite or --resume")
     t.add_argument("--epochs", type=positive(int), default=3)
-    recipe = ("(default: {offline} for --model offline, measured: see below; {other} for other models; "
-              "with --resume, the interrupted run's)")
-    t.add_argument("--batch-size", type=positive(int), help="windows per batch " + recipe.format(
-        offline=OFFLINE_RECIPE["batch_size"], other=OTHER_RECIPE["batch_size"]))
-    t.add_argument("--grad-accum", type=positive(int), default=1)
-    t.add_argument("--lr", type=positive(float), help="peak learning rate " + recipe.format(
-        offline=f"{OFFLINE_RECIPE['lr']:g}", other=f"{OTHER_RECIPE['lr']:g}, the top of the range Devlin et al. "
-        "(2019) recommend for fine-tuning BERT"))
-    t.add_argument("--warmup-ratio", type=share, metavar="R", help="share of the steps over which the learning "
-                   "rate rises to its peak " + recipe.format(offline=OFFLINE_RECIPE["warmup_ratio"],
-                                                              other=OTHER_RECIPE["warmup_ratio"]))
-    own = "the model's own, 0.1 in BERT and MiniLM"
-    t.add_argument("--dropout", type=share, metavar="P", help="rate of every dropout layer while training " + recipe.format(
-        offline=OFFLINE_RECIPE["dropout"] if OFFLINE_RECIPE["dropout"] is not None else own,
-        other=OTHER_RECIPE["dropout"] if OTHER_RECIPE["dropout"] is not None else own))
+    add_recipe_arguments(t)
     t.add_argument("--max-length", type=positive(int), default=128, help="window size in subwords")
     t.add_argument("--stride", type=positive(int, 0), default=32, help="overlap of windows of long sentences")
     t.add_argument("--doc-context", action="store_true", help="fill windows with the document's neighbouring sentences")
@@ -97,6 +83,25 @@ def add_parser(sub) -> None:
     t.add_argument("--json", action="store_true", help="print a JSON record")
     t.add_argument("--record", help="also write the JSON with provenance (hardware, versions, data hash) here")
     t.set_defaults(func=run, show=show)
+
+
+def add_recipe_arguments(t) -> None:
+    """--batch-size, --grad-accum, --lr, --warmup-ratio, --dropout: their defaults depend on the model."""
+    recipe = ("(default: {offline} for --model offline, measured: see below; {other} for other models; "
+              "with --resume, the interrupted run's)")
+    t.add_argument("--batch-size", type=positive(int), help="windows per batch " + recipe.format(
+        offline=OFFLINE_RECIPE["batch_size"], other=OTHER_RECIPE["batch_size"]))
+    t.add_argument("--grad-accum", type=positive(int), default=1)
+    t.add_argument("--lr", type=positive(float), help="peak learning rate " + recipe.format(
+        offline=f"{OFFLINE_RECIPE['lr']:g}", other=f"{OTHER_RECIPE['lr']:g}, the top of the range Devlin et al. "
+        "(2019) recommend for fine-tuning BERT"))
+    t.add_argument("--warmup-ratio", type=share, metavar="R", help="share of the steps over which the learning "
+                   "rate rises to its peak " + recipe.format(offline=OFFLINE_RECIPE["warmup_ratio"],
+                                                              other=OTHER_RECIPE["warmup_ratio"]))
+    own = "the model's own, 0.1 in BERT and MiniLM"
+    t.add_argument("--dropout", type=share, metavar="P", help="rate of every dropout layer while training " + recipe.format(
+        offline=OFFLINE_RECIPE["dropout"] if OFFLINE_RECIPE["dropout"] is not None else own,
+        other=OTHER_RECIPE["dropout"] if OTHER_RECIPE["dropout"] is not None else own))
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -344,7 +344,11 @@ def write_checkpoint(model, tokenizer, folder: Path, extra: dict | None = None) 
     with quiet_transformers():
         model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-    meta = {"labels": list(schema_of_model(model).names), **(extra or {})}
+    config = model.config
+    if not _has_label_names(config):
+        raise ModelLoadError("the model config has no label names (id2label)")
+    # tags for NER, class names for classification: read as they are, checked where they are used
+    meta = {"labels": [config.id2label[i] for i in range(len(config.id2label))], **(extra or {})}
     (folder / "nerbook.json").write_text(json.dumps(meta, indent=2))
 
 

@@ -192,3 +192,29 @@ def synthetic_conll(n_train: int = 2000, n_valid: int = 400, n_test: int = 400, 
         split: sentences_to_dataset(synthetic_sentences(n, split, seed, long_fraction), schema)
         for split, n in sizes.items() if n > 0
     })
+
+
+#: Topic words of :func:`synthetic_topics` (chapter "One recipe, many tasks").
+TOPIC_WORDS = {
+    "business": "shares profit bank market investors merger prices trade economy sales".split(),
+    "sport": "match goal coach league striker season champions cup injury tournament".split(),
+    "tech": "software chip phone internet robot startup computer network data users".split(),
+}
+_FILLER = ("the a new report says after this week city people plan big year today local news said "
+           "more first two its over could make time back".split())
+
+
+def synthetic_topics(n: int, seed: int = 0, topic_words: int = 2) -> tuple[list[str], list[str]]:
+    """``(texts, labels)``: ``n`` headline-like texts of 6 to 12 words, each with ``topic_words``
+    words of its topic (:data:`TOPIC_WORDS`) among common filler words, topics drawn uniformly.
+    A bag-of-words model separates the topics perfectly: a test that a classifier can learn."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        topic = rng.choice(sorted(TOPIC_WORDS))
+        words = [rng.choice(_FILLER) for _ in range(rng.randint(6, 12) - topic_words)]
+        for w in rng.sample(TOPIC_WORDS[topic], topic_words):
+            words.insert(rng.randrange(len(words) + 1), w)
+        texts.append(" ".join(words))
+        labels.append(topic)
+    return texts, labels

@@ -1,7 +1,8 @@
 """The training loop (chapter "The fine-tuning recipe", "Fine-tuning and evaluation").
 
-One readable loop, top to bottom: windows with aligned labels, random batches packed into rows
-without padding (length-grouped batches with dynamic padding for non-BERT models), pretrained
+One readable loop for every task (what differs between tasks comes from a :mod:`nerbook.tasks`
+object; named-entity recognition by default), top to bottom: windows with aligned labels, random
+batches packed into rows without padding (length-grouped batches with dynamic padding for non-BERT models), pretrained
 word embeddings kept as they are, AdamW with decoupled weight decay (none on biases and LayerNorm), linear
 warm-up then decay, gradient clipping, mixed precision and gradient accumulation through
 ``accelerate`` (which also runs it on several GPUs under ``accelerate launch``), evaluation on
@@ -24,7 +25,6 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nerbook.adversarial import Adversary
-from nerbook.align import WindowConfig, continuation_labels, encode_windows
 from nerbook.batching import (
     MODEL_INPUTS,
     LengthGroupedBatchSampler,
@@ -33,10 +33,9 @@ from nerbook.batching import (
     token_collator,
 )
 from nerbook.checkpoint import load_state, save_state
-from nerbook.data import schema_of
 from nerbook.model import count_parameters, save_checkpoint, set_dropout
-from nerbook.predict import Tagger
 from nerbook.runtime import pick_device, resolve_precision, seed_everything
+from nerbook.tasks import Task, TokenTagging
 
 
 class TrainingDiverged(RuntimeError):
@@ -80,7 +79,7 @@ class TrainResult:
     """What a run returns: the history for plots and where the best model is."""
 
     history: dict = field(default_factory=lambda: {"steps": [], "epochs": []})
-    best_f1: float = float("nan")
+    best_f1: float = float("nan")  # the best main dev score: entity F1 (NER), macro-F1 (classification)
     best_epoch: int = -1
     stopped_early: bool = False
     out_dir: str | None = None
@@ -191,31 +190,31 @@ def evaluate(model, tokenizer, dataset: datasets.Dataset, cfg: TrainConfig | Non
              device: str | None = None, precision: str = "fp32", token_level: bool = False) -> dict:
     """Entity-level scores of ``model`` on a labelled dataset (on words, conlleval rules);
     with ``token_level``, the per-tag report too (under ``token_level``), for contrast."""
-    cfg = cfg or TrainConfig()
-    tagger = Tagger(model, tokenizer, cfg.max_length, cfg.stride, cfg.doc_context,
-                    batch_size=cfg.eval_batch_size, device=device, precision=precision)
-    return tagger.score(dataset, token_level=token_level)
+    return TokenTagging().evaluate(model, tokenizer, dataset, cfg or TrainConfig(), device, precision, token_level)
 
 
 def make_loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig,
-                packer: PackingCollator | None = None) -> tuple[DataLoader, LengthGroupedBatchSampler]:
-    """The training batches of :func:`train`: random batches packed into rows by ``packer`` (no
-    padding), else length-grouped batches padded to their longest window. Returns the loader and
-    its sampler (call ``sampler.set_epoch(e)`` for epoch ``e``'s order)."""
+                collate=None) -> tuple[DataLoader, LengthGroupedBatchSampler]:
+    """The training batches of :func:`train`: random batches packed into rows when ``collate``
+    is a :class:`~nerbook.batching.PackingCollator` (no padding), else length-grouped batches
+    padded to their longest row by ``collate`` (default: :func:`~nerbook.batching.token_collator`).
+    Returns the loader and its sampler (call ``sampler.set_epoch(e)`` for epoch ``e``'s order)."""
     rows = windows.select_columns([c for c in MODEL_INPUTS if c in windows.column_names]).to_list()
+    packed = isinstance(collate, PackingCollator)
     sampler = LengthGroupedBatchSampler([len(r["input_ids"]) for r in rows], cfg.batch_size,
-                                        seed=cfg.seed, mega=50 if cfg.group_by_length and packer is None else 1,
+                                        seed=cfg.seed, mega=50 if cfg.group_by_length and not packed else 1,
                                         shuffle=True)
-    return DataLoader(rows, batch_sampler=sampler, collate_fn=packer or token_collator(tokenizer)), sampler
+    return DataLoader(rows, batch_sampler=sampler, collate_fn=collate or token_collator(tokenizer)), sampler
 
 
 def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Dataset | None = None,
           cfg: TrainConfig | None = None, out_dir: str | Path | None = None,
-          resume_from: str | Path | None = None) -> TrainResult:
-    """Fine-tune ``model`` on ``train_ds``; evaluate on ``valid_ds`` after each epoch. With ``out_dir``,
-    the best model (by dev entity F1) goes to ``out_dir/best`` and the state to resume from to
-    ``out_dir/last``. Returns a :class:`TrainResult` whose ``model`` holds the best weights."""
-    cfg = cfg or TrainConfig()
+          resume_from: str | Path | None = None, task: Task | None = None) -> TrainResult:
+    """Fine-tune ``model`` on ``train_ds`` for ``task`` (default: :class:`~nerbook.tasks.TokenTagging`,
+    NER); evaluate on ``valid_ds`` after each epoch. With ``out_dir``, the best model (by the task's
+    main dev score) goes to ``out_dir/best`` and the state to resume from to ``out_dir/last``.
+    Returns a :class:`TrainResult` whose ``model`` holds the best weights."""
+    cfg, task = cfg or TrainConfig(), task or TokenTagging()
     seed_everything(cfg.seed, deterministic=False)
     acc = make_accelerator(cfg)
     device, precision = acc.device.type, acc.mixed_precision
@@ -223,10 +222,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         freeze_encoder(model)
     hand_back = run_settings(model, cfg)  # frozen word embeddings, dropout: undone at the end
 
-    later = continuation_labels(schema_of(train_ds).names) if cfg.label_all_subwords else None
-    windows = encode_windows(train_ds, tokenizer, WindowConfig(cfg.max_length, cfg.stride, cfg.doc_context), later)
-    packer = PackingCollator.for_model(model, tokenizer) if cfg.packing else None
-    loader, _ = make_loader(windows, tokenizer, cfg, packer)
+    loader, _ = make_loader(task.features(train_ds, tokenizer, cfg), tokenizer, cfg, task.collator(model, tokenizer, cfg))
     optimizer = make_optimizer(model, cfg, device)
     result = TrainResult(out_dir=str(out_dir) if out_dir else None,
                          trainable_parameters=count_parameters(model, trainable_only=True))
@@ -238,7 +234,8 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     start_epoch, bad_epochs = (0, 0) if resume_from is None else load_state(
         Path(resume_from), acc.unwrap_model(model), optimizer, scheduler, result)
     out = Path(out_dir) if out_dir else None
-    meta = {"max_length": cfg.max_length, "stride": cfg.stride, "doc_context": cfg.doc_context, "train_config": asdict(cfg)}
+    meta = {"task": task.name, "max_length": cfg.max_length, "stride": cfg.stride, "doc_context": cfg.doc_context,
+            "train_config": asdict(cfg)}
     best = BestCheckpoint(out / "best" if out else None, tokenizer, meta, acc.is_main_process)
     step = steps_per_epoch * start_epoch
     t_start = time.perf_counter()
@@ -248,13 +245,13 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
         step = record["step"]
         unwrapped = acc.unwrap_model(model)
         if valid_ds is not None:
-            improved = evaluate_and_save(unwrapped, tokenizer, valid_ds, cfg, precision, record, result, best)
+            improved = evaluate_and_save(unwrapped, tokenizer, valid_ds, cfg, precision, record, result, best, task)
             bad_epochs = 0 if improved else bad_epochs + 1
         result.history["epochs"].append(record)
         if out is not None and acc.is_main_process:
             save_state(out / "last", unwrapped, tokenizer, optimizer, scheduler, epoch, bad_epochs, result, meta)
         if acc.is_main_process and cfg.progress:
-            print(epoch_summary(record, result, bad_epochs, cfg.patience))
+            print(epoch_summary(record, result, bad_epochs, cfg.patience, task.metric))
         if valid_ds is not None and cfg.patience is not None and bad_epochs >= cfg.patience:
             result.stopped_early = True
             break
@@ -342,26 +339,26 @@ class BestCheckpoint:
 
 
 def evaluate_and_save(model, tokenizer, valid_ds: datasets.Dataset, cfg: TrainConfig, precision: str,
-                      record: dict, result: TrainResult, best: BestCheckpoint) -> bool:
-    """Score the dev set into ``record``; on a new best entity F1, note it in ``result`` and
-    save the weights to ``best``. Returns whether the F1 improved."""
-    scores = evaluate(model, tokenizer, valid_ds, cfg, device=next(model.parameters()).device.type,
-                      precision="fp32" if precision == "no" else precision)
-    overall = scores["overall"]
-    record.update(dev_f1=overall["f1"], dev_precision=overall["precision"], dev_recall=overall["recall"],
-                  dev_per_type={k: v["f1"] for k, v in scores["per_type"].items()})
-    if overall["f1"] <= result.best_f1:  # False while best_f1 is nan: the first epoch improves
+                      record: dict, result: TrainResult, best: BestCheckpoint, task: Task | None = None) -> bool:
+    """Score the dev set into ``record`` (``task.score``, NER by default); on a new best main
+    score (``dev_f1``), note it in ``result`` and save the weights to ``best``. Returns whether
+    it improved."""
+    scores = (task or TokenTagging()).score(model, tokenizer, valid_ds, cfg, next(model.parameters()).device.type,
+                                            "fp32" if precision == "no" else precision)
+    record.update(scores)
+    if scores["dev_f1"] <= result.best_f1:  # False while best_f1 is nan: the first epoch improves
         return False
-    result.best_f1, result.best_epoch = overall["f1"], record["epoch"]
-    best.save(model, record["epoch"], overall["f1"])
+    result.best_f1, result.best_epoch = scores["dev_f1"], record["epoch"]
+    best.save(model, record["epoch"], scores["dev_f1"])
     return True
 
 
-def epoch_summary(record: dict, result: TrainResult, bad_epochs: int = 0, patience: int | None = None) -> str:
+def epoch_summary(record: dict, result: TrainResult, bad_epochs: int = 0, patience: int | None = None,
+                  metric: str = TokenTagging.metric) -> str:
     """The line printed after each epoch (and the early stop, when it comes)."""
     msg = f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}"
     if "dev_f1" in record:
-        msg += f", dev entity F1 {record['dev_f1']:.4f}"
+        msg += f", {metric} {record['dev_f1']:.4f}"
     msg += f" ({record['seconds']:.1f} s)"
     if "dev_f1" in record and patience is not None and bad_epochs >= patience:
         msg += f"\nearly stopping: no dev F1 gain for {bad_epochs} epochs; best was epoch {result.best_epoch}"

@@ -36,11 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def bad_input_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean bad input (a file, a model folder, an argument), not a bug."""
+    from nerbook.classify import TextFormatError
     from nerbook.data import ConllFormatError
     from nerbook.model import ModelLoadError
     from nerbook.train import TrainingDiverged
 
-    return (CliError, ConllFormatError, ModelLoadError, TrainingDiverged, FileNotFoundError)
+    return (CliError, ConllFormatError, TextFormatError, ModelLoadError, TrainingDiverged, FileNotFoundError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,8 +43,13 @@ def add_parser(sub) -> None:
                        description="Fine-tune a model on CoNLL data; the best model (dev entity F1) goes to OUT/best.",
                        epilog="The offline MiniLM's default batch size, learning rate and warm-up were measured on "
                               "CoNLL-2003 (chapter 'Making it fast'): " + ", ".join((LR_RECORD, TTF_RECORD, *RECIPE_RECORDS)))
-    t.add_argument("--train", required=True, help="CoNLL file, or folder with train.txt (and valid.txt)")
-    t.add_argument("--valid", help="CoNLL dev file (default: valid.txt next to train.txt when --train is a folder)")
+    t.add_argument("--task", choices=["ner", "classify"], default="ner",
+                   help="ner (default): CoNLL files, a tag per word; classify: label<TAB>text files (train.tsv "
+                        "and valid.tsv in a folder), a label per text, the same loop with a classification head")
+    t.add_argument("--train", required=True, help="CoNLL file, or folder with train.txt (and valid.txt); "
+                                                   "with --task classify, a .tsv file or a folder with train.tsv")
+    t.add_argument("--valid", help="dev file (default: valid.txt, or valid.tsv, next to the training file "
+                                   "when --train is a folder)")
     t.add_argument("--model", default="offline", help="hub id, local folder, 'offline' (MiniLM-L6) or 'tiny'")
     t.add_argument("--out", required=True,
                    help="output folder (best/ and last/ go there); must be new or empty, unless --overwrite or --resume")
@@ -116,12 +121,18 @@ def run(args: argparse.Namespace) -> dict:
     if args.resume:
         check_state_folder(args.resume)
     seed_everything(args.seed, deterministic=False)
-    train_ds, valid_ds, schema = load_splits(args.train, args.valid, args.limit)
-    if args.resume:
-        model, tokenizer = resumed_model(args.resume, schema)
+    if args.task == "classify":
+        from nerbook.cli.classify import classify_inputs
+
+        train_ds, valid_ds, model, tokenizer, task = classify_inputs(args)
     else:
-        model, tokenizer = load_model(args.model, schema, texts=train_ds["tokens"], seed=args.seed)
-    check_window(tokenizer, args.max_length, args.stride)
+        train_ds, valid_ds, schema = load_splits(args.train, args.valid, args.limit)
+        if args.resume:
+            model, tokenizer = resumed_model(args.resume, schema)
+        else:
+            model, tokenizer = load_model(args.model, schema, texts=train_ds["tokens"], seed=args.seed)
+        check_window(tokenizer, args.max_length, args.stride)
+        task = None
     for key, value in default_recipe(args.model, args.resume).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -133,7 +144,7 @@ def run(args: argparse.Namespace) -> dict:
                       freeze_word_embeddings=False if args.train_embeddings else None,
                       label_all_subwords=args.label_all_subwords, adversarial=args.adversarial,
                       **{k: v for k, v in (("adv_eps", args.adv_eps), ("adv_steps", args.adv_steps)) if v})
-    res = train(model, tokenizer, train_ds, valid_ds, cfg, out_dir=args.out, resume_from=args.resume)
+    res = train(model, tokenizer, train_ds, valid_ds, cfg, out_dir=args.out, resume_from=args.resume, task=task)
     result = {"dev_f1": res.best_f1 if valid_ds is not None else None, "best_epoch": res.best_epoch,
               "stopped_early": res.stopped_early, "epochs": res.history["epochs"],
               "out": str(Path(args.out) / "best"), "train_seconds": res.train_seconds,
@@ -141,7 +152,8 @@ def run(args: argparse.Namespace) -> dict:
               "n_valid": len(valid_ds) if valid_ds is not None else 0, "model": args.model,
               "config": {k: v for k, v in vars(args).items() if k not in ("func", "show")}}
     if res.model is not None and valid_ds is not None:
-        result["dev_scores"] = evaluate(res.model, tokenizer, valid_ds, cfg, token_level=True)
+        result["dev_scores"] = (evaluate(res.model, tokenizer, valid_ds, cfg, token_level=True) if task is None
+                                else task.score(res.model, tokenizer, valid_ds, cfg, None, "fp32"))
     if args.record:
         from nerbook.records import write_record
 
@@ -212,4 +224,5 @@ def show(r: dict) -> None:
     f1 = r["dev_f1"]
     print(f"trained on {r['n_train']} sentences in {r['train_seconds']:.1f} s; best model: {r['out']}")
     if f1 is not None:
-        print(f"best dev entity F1 {f1:.4f} (epoch {r['best_epoch']})")
+        metric = "macro-F1" if r["config"].get("task") == "classify" else "entity F1"
+        print(f"best dev {metric} {f1:.4f} (epoch {r['best_epoch']})")

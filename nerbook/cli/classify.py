@@ -1,0 +1,33 @@
+"""``nerbook train --task classify``: the same training command for labelled texts (chapter "One
+recipe, many tasks"). Only the inputs differ; :mod:`nerbook.cli.train` does the rest."""
+
+from __future__ import annotations
+
+import argparse
+
+from nerbook.cli.common import CliError
+
+#: Settings of ``nerbook train`` that mean something for NER only, by their flags.
+NER_ONLY = {"doc_context": "--doc-context", "label_all_subwords": "--label-all-subwords",
+            "adversarial": "--adversarial"}
+
+
+def classify_inputs(args: argparse.Namespace):
+    """``(train_ds, valid_ds, model, tokenizer, task)`` for ``--task classify``: the labelled texts
+    (:func:`nerbook.classify.load_text_splits`), a model with a classification head (or the
+    interrupted run's, with ``--resume``) and the task."""
+    from nerbook.classify import SequenceClassification, load_classifier, load_text_splits
+
+    for key, flag in NER_ONLY.items():
+        if getattr(args, key):
+            raise CliError(f"{flag}: for --task ner only")
+    train_ds, valid_ds, classes = load_text_splits(args.train, args.valid, args.limit)
+    if args.resume:
+        model, tokenizer = load_classifier(args.resume)
+        saved = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        if saved != list(classes):
+            raise CliError(f"--resume {args.resume}: its classes {', '.join(saved)} are not the data's "
+                           f"({', '.join(classes)}); resume with the data it was trained on")
+    else:
+        model, tokenizer = load_classifier(args.model, classes, texts=list(train_ds["text"]), seed=args.seed)
+    return train_ds, valid_ds, model, tokenizer, SequenceClassification()

@@ -24,7 +24,13 @@ from pathlib import Path
 import datasets
 import torch
 
-from nerbook.model import ModelLoadError, resolve_model_path, tiny_config, train_wordpiece
+from nerbook.model import (
+    ModelLoadError,
+    quiet_transformers,
+    resolve_model_path,
+    tiny_config,
+    train_wordpiece,
+)
 
 
 class TextFormatError(ValueError):
@@ -174,10 +180,12 @@ def load_classifier(name: str, classes: Sequence[str] | None = None, *, texts: S
         if not saved or saved == [f"LABEL_{i}" for i in range(len(saved))]:
             raise ModelLoadError(f"{name}: the checkpoint has no class names; pass them")
         classes = saved
-    torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=saved != list(classes),
-        num_labels=len(classes), id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)})
+    torch.manual_seed(seed)  # the new head is initialised from this seed
+    with quiet_transformers():  # the new head's "missing weights" report is expected
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=saved != list(classes),
+            num_labels=len(classes), id2label=dict(enumerate(classes)),
+            label2id={c: i for i, c in enumerate(classes)})
     return model, AutoTokenizer.from_pretrained(path, use_fast=True)
 
 

@@ -118,6 +118,16 @@ def test_cli_trains_a_classifier_and_reports_bad_files(topics, tmp_path, capsys)
     assert r["dev_f1"] >= 0.95 and r["dev_scores"]["dev_accuracy"] >= 0.95 and r["n_train"] == 400
     meta = json.loads((tmp_path / "run" / "best" / "nerbook.json").read_text())
     assert meta["task"] == "classify" and meta["labels"] == sorted(TOPIC_WORDS)
+    # the checkpoint knows its task: evaluate scores it as a classifier, with the training scores
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", str(topics / "valid.tsv"),
+                 "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["task"] == "classify" and ev["n"] == 200 and ev["macro_f1"] == r["dev_f1"]
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", str(topics / "valid.tsv")]) == 0
+    assert f"macro-F1 {r['dev_f1']:.4f} on 200 texts" in capsys.readouterr().out
+    unknown = write_tsv(tmp_path / "unknown.tsv", ["a goal", "a song"], ["sport", "music"])
+    assert main(["evaluate", "--model", str(tmp_path / "run" / "best"), "--data", str(unknown)]) == 2
+    assert f"{unknown}:2: label 'music' is not one of the training labels" in capsys.readouterr().err
     bad = write_tsv(tmp_path / "bad.tsv", ["a goal", "a bank"], ["sport", "business"])
     bad.write_text(bad.read_text() + "no tab here\n")
     for argv, message in (([str(bad)], f"{bad}:3: expected label<TAB>text"),

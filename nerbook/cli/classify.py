@@ -31,3 +31,31 @@ def classify_inputs(args: argparse.Namespace):
     else:
         model, tokenizer = load_classifier(args.model, classes, texts=list(train_ds["text"]), seed=args.seed)
     return train_ds, valid_ds, model, tokenizer, SequenceClassification()
+
+
+def evaluate_classifier(folder: str, data: str, batch_size: int) -> dict:
+    """``nerbook evaluate --model DIR --data FILE`` for a checkpoint trained with ``--task classify``:
+    accuracy, macro-F1 and each class's F1 on a labelled-text file read with the checkpoint's
+    classes (a label it does not know is an error naming ``file:line``)."""
+    from nerbook.classify import (
+        classification_scores,
+        load_classifier,
+        predict_classes,
+        read_labelled_texts,
+    )
+    from nerbook.model import read_checkpoint_meta
+
+    model, tokenizer = load_classifier(folder)
+    classes = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    ds = read_labelled_texts(data, classes)
+    max_length = read_checkpoint_meta(folder).get("max_length", 128)
+    predicted = predict_classes(model, tokenizer, list(ds["text"]), max_length, batch_size)
+    return {"task": "classify", "n": len(ds), **classification_scores(list(ds["label"]), predicted, classes)}
+
+
+def show_scores(r: dict) -> None:
+    """The table ``nerbook evaluate`` prints for a classifier."""
+    print(f"{'class':<16}{'f1':>8}")
+    for name, f1 in r["per_class"].items():
+        print(f"{name:<16}{f1:>8.4f}")
+    print(f"accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f} on {r['n']} texts")

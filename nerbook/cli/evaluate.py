@@ -14,7 +14,8 @@ def add_parser(sub) -> None:
     e.add_argument("--gold", help="gold CoNLL file (last column = tag)")
     e.add_argument("--pred", help="predicted CoNLL file (last column = tag), same words as --gold")
     e.add_argument("--model", help="checkpoint folder (with --data: predict, then score)")
-    e.add_argument("--data", help="labelled CoNLL file to predict and score")
+    e.add_argument("--data", help="labelled CoNLL file to predict and score (a label<TAB>text file for a "
+                                  "checkpoint trained with --task classify)")
     e.add_argument("--mode", choices=["conlleval", "strict"], default="conlleval")
     e.add_argument("--batch-size", type=positive(int), default=64)
     e.add_argument("--json", action="store_true")
@@ -51,6 +52,12 @@ def run(args: argparse.Namespace) -> dict:
             raise CliError("use either --gold/--pred or --model/--data, not both")
         return score_files(args.gold, args.pred, mode)
     if args.model and args.data:
+        from nerbook.model import read_checkpoint_meta
+
+        if read_checkpoint_meta(args.model).get("task") == "classify":  # trained with --task classify
+            from nerbook.cli.classify import evaluate_classifier
+
+            return evaluate_classifier(args.model, args.data, args.batch_size)
         from nerbook.data import read_conll_sentences, sentences_to_dataset
         from nerbook.predict import Tagger
 
@@ -61,6 +68,10 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def show(r: dict) -> None:
+    if r.get("task") == "classify":
+        from nerbook.cli.classify import show_scores
+
+        return show_scores(r)
     o = r["overall"]
     print(f"{'entity':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}")
     for name, s in [*sorted(r["per_type"].items()), ("overall", o), ("macro", r["macro"])]:

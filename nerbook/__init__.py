@@ -9,7 +9,9 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.align`     word labels -> subword labels, windows for long sentences
 - :mod:`nerbook.batching`  dynamic padding and length-grouped batches
 - :mod:`nerbook.model`     loading models (hub, local, offline MiniLM, tiny random BERT)
+- :mod:`nerbook.tasks`     what differs between tasks: features, batches, dev score (NER's here)
 - :mod:`nerbook.train`     the training loop (accelerate, AdamW, warm-up, early stopping)
+- :mod:`nerbook.classify`  a second task: labelled texts, a classification head, accuracy and macro-F1
 - :mod:`nerbook.metrics`   entity-level (conlleval) and token-level scores
 - :mod:`nerbook.predict`   words or raw text -> entity spans
 - :mod:`nerbook.synthetic` seeded synthetic CoNLL-style data (offline profile)
@@ -37,7 +39,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.notebook`  the first cell of every chapter
 
 Layers run one way: ``runtime``, ``schemes`` -> ``data`` -> ``align`` -> ``batching`` ->
-``model`` -> ``predict`` -> ``train``, with ``metrics`` beside; ``attention``, ``losses``,
+``model`` -> ``predict`` -> ``tasks`` -> ``train`` -> ``classify``, with ``metrics`` beside; ``attention``, ``losses``,
 ``lora``, ``multimodal``, ``pretrain``, ``adversarial`` apart; ``perturb``, ``bias`` and ``redact`` above ``predict``, ``calibration`` above ``metrics``,
 ``pii`` and ``attribution`` apart; the faces ``viz``, ``bench``, ``cli``, ``serve`` and ``notebook`` on top.
 No core module imports a face (``tests/test_structure.py`` keeps it so).
@@ -55,10 +57,10 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "adversarial", "align", "attention", "attribution", "batching", "bench", "bias", "calibration", "cli",
+    "adversarial", "align", "attention", "attribution", "batching", "bench", "bias", "calibration", "classify", "cli",
     "continual", "data", "export", "hub", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb",
     "pii", "pii_eval", "predict", "pretrain", "records", "redact", "runtime", "schemes", "serve", "spread",
-    "synthetic", "train", "viz",
+    "synthetic", "tasks", "train", "viz",
 }
 
 __all__ = ["Profile", "__version__", "setup_notebook", *sorted(_SUBMODULES)]

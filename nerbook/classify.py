@@ -201,8 +201,8 @@ def classification_scores(gold: Sequence[int], predicted: Sequence[int], classes
         fp = sum(g != k and p == k for g, p in zip(gold, predicted))
         fn = sum(g == k and p != k for g, p in zip(gold, predicted))
         if tp + fp + fn:
-            per_class[name] = 2 * tp / (2 * tp + fp + fn)  # F1 = 2PR / (P + R), written with counts
-    return {"accuracy": sum(g == p for g, p in zip(gold, predicted)) / len(gold),
+            per_class[name] = float(2 * tp / (2 * tp + fp + fn))  # F1 = 2PR / (P + R), written with counts
+    return {"accuracy": float(sum(g == p for g, p in zip(gold, predicted)) / len(gold)),
             "macro_f1": sum(per_class.values()) / len(per_class), "per_class": per_class}
 
 

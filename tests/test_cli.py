@@ -352,6 +352,10 @@ def test_default_recipe_by_model_and_on_resume(tmp_path):
     assert len(ours.values) >= 3 and len(warm.values) >= 3
     assert ours.mean >= warm.mean or not exceeds_spread(ours, warm)
     assert statistics.mean(finals["no-warmup"]) > 0.9
+    # dropout stays the model's own: without it the runs needed more tokens to 0.88 than any run with it
+    nodrop = load("records/recipe-final-f1-no-dropout-cpu-minilm-conll2003.json")["runs"]
+    first = [next(p["tokens"] for p in r["curve"] if p["dev_f1"] >= 0.88) for r in nodrop]
+    assert len(first) >= 3 and min(first) > max(no_warmup) and OFFLINE_RECIPE["dropout"] is None
     assert default_recipe("offline") == OFFLINE_RECIPE
     assert default_recipe("bert-base-cased") == default_recipe("tiny") == default_recipe(str(tmp_path)) == OTHER_RECIPE
     assert OTHER_RECIPE == {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None}

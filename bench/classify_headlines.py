@@ -33,6 +33,7 @@ from nerbook.classify import (
     bbc_headlines,
     classification_scores,
     load_classifier,
+    write_labelled_texts,
 )
 from nerbook.records import write_record
 from nerbook.train import TrainConfig, train
@@ -98,8 +99,7 @@ def main() -> None:
         splits, data = bbc_headlines(seed=seed)
         classes = splits["train"].features["label"].names
         for part, ds in splits.items():  # the splits as label<TAB>text files: their hashes go in the record
-            files.append(folder / f"bbc-headlines-seed{seed}-{part}.tsv")
-            files[-1].write_text("".join(f"{classes[r['label']]}\t{r['text']}\n" for r in ds), encoding="utf-8")
+            files.append(write_labelled_texts(folder / f"bbc-headlines-seed{seed}-{part}.tsv", ds))
         for name in METHODS:
             t0 = time.perf_counter()
             if name == "tfidf-logreg":

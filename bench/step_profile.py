@@ -35,6 +35,7 @@ from nerbook.align import WindowConfig, encode_windows
 from nerbook.batching import PackingCollator
 from nerbook.bench.contenders import load_bench_model
 from nerbook.bench.measure import TokenCounter, matmul_tflops, model_flops
+from nerbook.cli.train import share
 from nerbook.data import load_splits
 from nerbook.model import set_dropout
 from nerbook.records import write_record
@@ -114,16 +115,8 @@ def step_profile(model, tokenizer, train_ds, batch_size: int, warmup: int, steps
 
 
 def dropout_rate(text: str) -> float | str:
-    """An argparse ``type``: ``model`` or a rate in [0, 1)."""
-    if text == "model":
-        return text
-    try:
-        rate = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number or 'model': {text!r}") from None
-    if not 0 <= rate < 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return rate
+    """An argparse ``type``: ``model`` or a rate in [0, 1) (``nerbook train --dropout``'s)."""
+    return text if text == "model" else share(text)
 
 
 def main() -> None:

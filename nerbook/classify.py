@@ -62,10 +62,29 @@ def read_labelled_texts(path: str | os.PathLike, classes: Sequence[str] | None =
             labels.append(label.strip())
     if not texts:
         raise TextFormatError(f"{path}: no labelled text")
-    names = list(classes) if classes is not None else sorted(set(labels))
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=names)})
-    index = {n: i for i, n in enumerate(names)}
-    return datasets.Dataset.from_dict({"text": texts, "label": [index[x] for x in labels]}, features=features)
+    return labelled_texts(texts, labels, list(classes) if classes is not None else sorted(set(labels)))
+
+
+def labelled_texts(texts: Sequence[str], labels: Sequence[str], classes: Sequence[str]) -> datasets.Dataset:
+    """Texts and their class names as the dataset every classification piece reads: ``text``
+    and ``label``, a ``ClassLabel`` whose names are ``classes`` (in that order)."""
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=list(classes))})
+    index = {c: i for i, c in enumerate(classes)}
+    return datasets.Dataset.from_dict({"text": list(texts), "label": [index[x] for x in labels]}, features=features)
+
+
+def write_labelled_texts(path: str | os.PathLike, dataset: datasets.Dataset) -> Path:
+    """Write a dataset of :func:`labelled_texts` as the ``label<TAB>text`` file
+    :func:`read_labelled_texts` reads."""
+    names = dataset.features["label"].names
+    path = Path(path)
+    path.write_text("".join(f"{names[r['label']]}\t{r['text']}\n" for r in dataset), encoding="utf-8")
+    return path
+
+
+def class_names(config) -> list[str]:
+    """The class names in a model's config (``id2label``), in the order of its logits."""
+    return [config.id2label[i] for i in range(len(config.id2label))]
 
 
 def load_text_splits(train: str | os.PathLike, valid: str | os.PathLike | None = None,
@@ -141,14 +160,12 @@ def bbc_headlines(seed: int = 0, valid: float = 0.2, test: float = 0.2) -> tuple
         seen_headlines.add(headline)
         rows.append((headline, topic))
     classes = sorted({t for _, t in rows})
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=classes)})
     rest, test_rows = train_test_split(rows, test_size=test, random_state=seed, stratify=[t for _, t in rows])
     train_rows, valid_rows = train_test_split(rest, test_size=valid / (1 - test), random_state=seed,
                                               stratify=[t for _, t in rest])
 
     def dataset(part):
-        return datasets.Dataset.from_dict({"text": [h for h, _ in part], "label": [classes.index(t) for _, t in part]},
-                                          features=features)
+        return labelled_texts([h for h, _ in part], [t for _, t in part], classes)
 
     splits = datasets.DatasetDict(train=dataset(train_rows), valid=dataset(valid_rows), test=dataset(test_rows))
     return splits, report
@@ -175,7 +192,7 @@ def load_classifier(name: str, classes: Sequence[str] | None = None, *, texts: S
         return AutoModelForSequenceClassification.from_config(cfg), tokenizer
     path = resolve_model_path(name)
     config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    saved = [config.id2label[i] for i in range(len(config.id2label))] if getattr(config, "id2label", None) else None
+    saved = class_names(config) if getattr(config, "id2label", None) else None
     if classes is None:
         if not saved or saved == [f"LABEL_{i}" for i in range(len(saved))]:
             raise ModelLoadError(f"{name}: the checkpoint has no class names; pass them")

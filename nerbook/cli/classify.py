@@ -16,7 +16,12 @@ def classify_inputs(args: argparse.Namespace):
     """``(train_ds, valid_ds, model, tokenizer, task)`` for ``--task classify``: the labelled texts
     (:func:`nerbook.classify.load_text_splits`), a model with a classification head (or the
     interrupted run's, with ``--resume``) and the task."""
-    from nerbook.classify import SequenceClassification, load_classifier, load_text_splits
+    from nerbook.classify import (
+        SequenceClassification,
+        class_names,
+        load_classifier,
+        load_text_splits,
+    )
 
     for key, flag in NER_ONLY.items():
         if getattr(args, key):
@@ -24,7 +29,7 @@ def classify_inputs(args: argparse.Namespace):
     train_ds, valid_ds, classes = load_text_splits(args.train, args.valid, args.limit)
     if args.resume:
         model, tokenizer = load_classifier(args.resume)
-        saved = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+        saved = class_names(model.config)
         if saved != list(classes):
             raise CliError(f"--resume {args.resume}: its classes {', '.join(saved)} are not the data's "
                            f"({', '.join(classes)}); resume with the data it was trained on")
@@ -38,6 +43,7 @@ def evaluate_classifier(folder: str, data: str, batch_size: int) -> dict:
     accuracy, macro-F1 and each class's F1 on a labelled-text file read with the checkpoint's
     classes (a label it does not know is an error naming ``file:line``)."""
     from nerbook.classify import (
+        class_names,
         classification_scores,
         load_classifier,
         predict_classes,
@@ -46,7 +52,7 @@ def evaluate_classifier(folder: str, data: str, batch_size: int) -> dict:
     from nerbook.model import read_checkpoint_meta
 
     model, tokenizer = load_classifier(folder)
-    classes = [model.config.id2label[i] for i in range(len(model.config.id2label))]
+    classes = class_names(model.config)
     ds = read_labelled_texts(data, classes)
     max_length = read_checkpoint_meta(folder).get("max_length", 128)
     predicted = predict_classes(model, tokenizer, list(ds["text"]), max_length, batch_size)

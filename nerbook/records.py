@@ -110,7 +110,9 @@ def write_record(path: str | os.PathLike, result: dict, data: Sequence[str | os.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"kind": kind, **provenance(data, command), "result": result}
-    path.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    part = path.with_name(path.name + ".part")  # a run killed mid-write leaves the old record whole
+    part.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    os.replace(part, path)
     return path
 
 

@@ -5,6 +5,7 @@
 - :func:`plot_reliability`  a reliability diagram: accuracy against confidence, bin by bin
 - :func:`plot_risk_coverage`  precision against the share of entities kept, as the threshold rises
 - :func:`plot_time_to_f1`    dev F1 against training seconds, each contender of a time-to-F1 benchmark
+- :func:`plot_scaling`  dev error against training compute on log axes, with a fitted power law per family
 - :func:`render_entities_html`  words with tags, or text with entity spans, as highlighted HTML
 
 Every piece of text that reaches the HTML (words, entity types) goes through
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = ["EntityHTML", "entity_color", "plot_confusion", "plot_history", "plot_reliability",
-           "plot_risk_coverage", "plot_time_to_f1", "render_entities_html"]
+           "plot_risk_coverage", "plot_scaling", "plot_time_to_f1", "render_entities_html"]
 
 #: Background colours of the CoNLL entity types (other types get one from the fallback list).
 TYPE_COLORS = {"PER": "#fde68a", "ORG": "#bfdbfe", "LOC": "#bbf7d0", "MISC": "#e9d5ff"}
@@ -193,6 +194,47 @@ def plot_time_to_f1(result: Mapping[str, Any], title: str | None = None) -> Figu
            ylim=(0, 1), title=title or "time to a good model")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+#: Axis labels of :func:`plot_scaling`'s x keys.
+SCALING_AXES = {"flops": "training compute C = 6 N T (FLOPs)", "n_train": "training sentences",
+                "non_embedding_parameters": "parameters N (outside the embeddings)"}
+
+
+def plot_scaling(families: Mapping[str, Sequence[Mapping[str, Any]]], x: str = "flops",
+                 title: str | None = None, ax=None) -> Figure:
+    """Dev error (1 - F1) against ``x`` (default: training compute ``C = 6 N T``) on log-log axes:
+    one colour per family of runs (each run a mapping with ``x``, ``dev_f1`` and a ``label``), and
+    the least-squares power law of each family with three or more distinct ``x``
+    (:func:`nerbook.scaling.fit_power_law`) as a dashed line, its slope in the legend. Draws on
+    ``ax`` when given.
+
+    Chapters: One recipe, any size; Results.
+    """
+    import matplotlib.pyplot as plt
+
+    from nerbook.scaling import fit_power_law
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2)) if ax is None else (ax.figure, ax)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (name, runs) in enumerate(families.items()):
+        c = colours[i % len(colours)]
+        xs, ys = [r[x] for r in runs], [1.0 - r["dev_f1"] for r in runs]
+        label = name
+        if len({*xs}) >= 3 and min(ys) > 0:
+            law = fit_power_law(xs, ys)
+            ends = [min(xs), max(xs)]
+            ax.plot(ends, [law(v) for v in ends], "--", color=c, lw=1)
+            label = f"{name} (slope {law.slope:.2f})"
+        ax.plot(xs, ys, "o", color=c, label=label)
+        for r, xi, yi in zip(runs, xs, ys):
+            ax.annotate(str(r["label"]), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7, color=c)
+    ax.set(xscale="log", yscale="log", xlabel=SCALING_AXES.get(x, x), ylabel="dev error, 1 - entity F1",
+           title=title or "error against " + SCALING_AXES.get(x, x).split(" (")[0])
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

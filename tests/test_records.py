@@ -73,6 +73,26 @@ def test_write_record_then_load(tmp_path):
     assert list(recs[0]["data"]) == ["train.txt"]
 
 
+def test_a_write_cut_short_leaves_the_old_record_whole(tmp_path, monkeypatch):
+    """A sweep rewrites its record after every run; a kill in the middle of a write must not
+    leave half a JSON file where the finished runs were."""
+    data = tmp_path / "train.txt"
+    data.write_text("EU B-ORG\n\n")
+    path = write_record(tmp_path / "r.json", {"runs": [1]}, [data], kind="experiment", command=["x"])
+    real_write = Path.write_text
+
+    def cut_short(self, text, *args, **kwargs):
+        real_write(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt  # killed half-way through the write
+
+    monkeypatch.setattr(Path, "write_text", cut_short)
+    with pytest.raises(KeyboardInterrupt):
+        write_record(path, {"runs": [1, 2]}, [data], kind="experiment", command=["x"])
+    monkeypatch.undo()
+    assert json.loads(path.read_text())["result"] == {"runs": [1]}
+    assert [r["_file"] for r in load_records(tmp_path)] == ["r.json"]
+
+
 def _bench(seed, f1s, file="bench-train-x.json"):
     runs = [{"seconds": 1.0, "dev_f1": f} for f in f1s]
     contender = {"seconds": 1.0, "ratio": 1.0, "tokens_per_s": 10.0, "computed_tokens": 10, "padding_share": 0.0,

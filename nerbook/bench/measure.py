@@ -131,12 +131,10 @@ class TokenCounter:
 def model_flops(model, real_tokens: int, sum_len_sq: int) -> float:
     """Training FLOPs of the useful work: 6 x non-embedding parameters x real tokens, plus the
     attention scores and mixing (12 x layers x hidden x sum of squared lengths)."""
-    from nerbook.model import count_parameters
+    from nerbook.scaling import non_embedding_parameters
 
     cfg = model.config
-    base = getattr(model, model.base_model_prefix, model)
-    emb = getattr(base, "embeddings", None)
-    n = count_parameters(model) - (count_parameters(emb) if emb is not None else 0)
+    n = non_embedding_parameters(model)
     layers = getattr(cfg, "num_hidden_layers", 0)
     hidden = getattr(cfg, "hidden_size", 0)
     return 6.0 * n * real_tokens + 12.0 * layers * hidden * sum_len_sq

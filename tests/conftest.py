@@ -1,4 +1,5 @@
-"""Shared fixtures: small synthetic CoNLL data and a tiny trained checkpoint (offline, seeded)."""
+"""Shared fixtures: small synthetic CoNLL data and a tiny trained checkpoint (offline, seeded);
+and the order in which the two test workers take the work."""
 
 from __future__ import annotations
 
@@ -9,6 +10,26 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+#: Test modules with tests of tens of seconds each (``pytest --durations``): queued right after
+#: the notebooks, before the many quick modules.
+SLOW_MODULES = ("test_ddp.py", "test_resume.py", "test_train.py", "test_full_profile.py", "test_time_limits.py",
+                "test_serve.py", "test_bench.py", "test_export.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest work first: every notebook, then the slow modules, then the rest (a stable sort).
+
+    The two xdist workers take whole files (``--dist loadscope``, with ``--no-loadscope-reorder``
+    so that this order is kept) as they become free; when the long files come last, one worker
+    ends the run alone on a notebook of a minute while the other waits.
+    """
+    def rank(item: pytest.Item) -> int:
+        if item.path.suffix == ".ipynb":
+            return 0
+        return 1 if item.path.name in SLOW_MODULES else 2
+
+    items.sort(key=rank)
 
 
 @pytest.fixture(scope="session")

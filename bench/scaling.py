@@ -28,7 +28,7 @@ import torch
 from nerbook.data import load_splits
 from nerbook.model import load_model
 from nerbook.records import write_record
-from nerbook.runtime import pick_device, resolve_precision
+from nerbook.runtime import pick_device, scoring_precision
 from nerbook.scaling import non_embedding_parameters, training_flops, truncate_layers
 from nerbook.train import TrainConfig, evaluate, train
 
@@ -46,7 +46,7 @@ def one_run(model, tokenizer, train_ds, valid_ds, cfg: TrainConfig, per_epoch: b
     if per_epoch:
         final = epochs[-1]["dev_f1"]
     else:  # scored as train() scores dev: in the run's precision
-        precision = resolve_precision(cfg.mixed_precision, pick_device()).replace("no", "fp32")
+        precision = scoring_precision(cfg.mixed_precision, pick_device())
         final = evaluate(res.model, tokenizer, valid_ds, cfg, precision=precision)["overall"]["f1"]
     return {"non_embedding_parameters": n, "epochs": cfg.epochs, "steps": epochs[-1]["step"],
             "tokens": tokens[-1], "flops": training_flops(n, tokens[-1]), "dev_f1": float(final),

@@ -98,3 +98,11 @@ def resolve_precision(requested: str, device: str) -> str:
     if device == "cpu":
         return "bf16" if cpu_has_native_bf16() else "no"
     return "no"
+
+
+def scoring_precision(requested: str, device: str) -> str:
+    """The precision to score a model in after training it with mixed precision ``requested`` on
+    ``device``: the same half precision (``bf16``, ``fp16``), or ``fp32`` where training ran in
+    full precision (``no``), so that the dev score reads the model as training saw it."""
+    precision = resolve_precision(requested, device)
+    return "fp32" if precision == "no" else precision

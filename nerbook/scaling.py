@@ -9,7 +9,8 @@ Three small tools for scaling experiments with the same training loop:
   costs no multiply) times ``T`` tokens trained, times 6 (2 FLOPs per weight per token forward, 4
   backward);
 - :func:`fit_power_law` fits ``y = a * x ** slope`` by least squares on log-log axes, the straight
-  line of a scaling plot, with the share of variance it explains.
+  line of a scaling plot, with the share of variance it explains; :func:`leave_one_out_slopes`
+  says how much one point moves it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from dataclasses import dataclass
 import torch
 
 
+def base_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The body under a task head (``model.<base_model_prefix>``, e.g. ``model.bert``), or the model itself."""
+    return getattr(model, getattr(model, "base_model_prefix", ""), model)
+
+
 def encoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     """The list of transformer layers of a BERT-like encoder (``model.<base>.encoder.layer``)."""
-    base = getattr(model, getattr(model, "base_model_prefix", ""), model)
-    layers = getattr(getattr(base, "encoder", None), "layer", None)
+    layers = getattr(getattr(base_model(model), "encoder", None), "layer", None)
     if not isinstance(layers, torch.nn.ModuleList):
         raise ValueError(f"{type(model).__name__}: not a BERT-like encoder (no encoder.layer list)")
     return layers
@@ -46,8 +51,7 @@ def truncate_layers(model: torch.nn.Module, keep: int) -> torch.nn.Module:
 
 def embedding_parameters(model: torch.nn.Module) -> int:
     """Parameters of the input embedding block (word, position and type tables and their LayerNorm)."""
-    base = getattr(model, getattr(model, "base_model_prefix", ""), model)
-    emb = getattr(base, "embeddings", None)
+    emb = getattr(base_model(model), "embeddings", None)
     if emb is None:
         emb = model.get_input_embeddings()
     return sum(p.numel() for p in emb.parameters())
@@ -96,3 +100,10 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
     ss_res = sum((p[1] - intercept - slope * p[0]) ** 2 for p in pts)
     ss_tot = sum((p[1] - my) ** 2 for p in pts)
     return PowerLaw(slope, math.exp(intercept), 1.0 - ss_res / ss_tot if ss_tot else 1.0, n)
+
+
+def leave_one_out_slopes(x: Sequence[float], y: Sequence[float]) -> list[float]:
+    """The slope of :func:`fit_power_law` with each point left out in turn: how far one run moves
+    the fit (needs three or more points, two of them with distinct ``x`` whichever is left out)."""
+    pts = list(zip(x, y, strict=True))
+    return [fit_power_law(*zip(*(p for j, p in enumerate(pts) if j != i))).slope for i in range(len(pts))]

@@ -34,7 +34,7 @@ from nerbook.batching import (
 )
 from nerbook.checkpoint import load_state, save_state
 from nerbook.model import count_parameters, save_checkpoint, set_dropout
-from nerbook.runtime import pick_device, resolve_precision, seed_everything
+from nerbook.runtime import pick_device, resolve_precision, scoring_precision, seed_everything
 from nerbook.tasks import Task, TokenTagging
 
 
@@ -343,8 +343,8 @@ def evaluate_and_save(model, tokenizer, valid_ds: datasets.Dataset, cfg: TrainCo
     """Score the dev set into ``record`` (``task.score``, NER by default); on a new best main
     score (``dev_f1``), note it in ``result`` and save the weights to ``best``. Returns whether
     it improved."""
-    scores = (task or TokenTagging()).score(model, tokenizer, valid_ds, cfg, next(model.parameters()).device.type,
-                                            "fp32" if precision == "no" else precision)
+    device = next(model.parameters()).device.type
+    scores = (task or TokenTagging()).score(model, tokenizer, valid_ds, cfg, device, scoring_precision(precision, device))
     record.update(scores)
     if scores["dev_f1"] <= result.best_f1:  # False while best_f1 is nan: the first epoch improves
         return False

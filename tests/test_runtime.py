@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from nerbook.runtime import pick_device, resolve_device, resolve_precision, seed_everything
+from nerbook.runtime import (
+    pick_device,
+    resolve_device,
+    resolve_precision,
+    scoring_precision,
+    seed_everything,
+)
 
 
 def test_seed_everything_repeats_every_generator():
@@ -58,3 +64,11 @@ def test_cpu_bf16_probe_fails_loudly_when_torch_renames_it(monkeypatch):
         cpu_has_native_bf16()
     with pytest.raises(RuntimeError):
         resolve_precision("auto", "cpu")
+
+
+def test_scoring_precision_is_the_training_precision_with_full_precision_named_fp32():
+    assert scoring_precision("bf16", "cpu") == "bf16" and scoring_precision("fp16", "cuda") == "fp16"
+    assert scoring_precision("no", "cpu") == "fp32"
+    assert scoring_precision("auto", "cpu") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="mixed_precision"):
+        scoring_precision("fp8", "cpu")

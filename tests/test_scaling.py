@@ -14,6 +14,7 @@ from nerbook.model import tiny_config
 from nerbook.scaling import (
     embedding_parameters,
     fit_power_law,
+    leave_one_out_slopes,
     non_embedding_parameters,
     training_flops,
     truncate_layers,
@@ -95,3 +96,10 @@ def test_fit_power_law_recovers_a_known_law_and_agrees_with_numpy() -> None:
 def test_fit_power_law_refuses_what_it_cannot_fit(x, y, match) -> None:
     with pytest.raises(ValueError, match=match):
         fit_power_law(x, y)
+
+
+def test_leave_one_out_slopes_refit_without_each_point() -> None:
+    x, y = [1.0, 10.0, 100.0, 1000.0], [0.5, 0.3, 0.2, 0.05]
+    slopes = leave_one_out_slopes(x, y)
+    by_hand = [np.polyfit(np.log(x[:i] + x[i + 1:]), np.log(y[:i] + y[i + 1:]), 1)[0] for i in range(4)]
+    assert slopes == pytest.approx(by_hand) and len(set(round(s, 6) for s in slopes)) == 4

@@ -62,21 +62,6 @@ offline_unless_full() {
     export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 }
 
-share_cores() {  # $1: how many notebooks (or test workers) run side by side
-    # Each of the side-by-side processes gets its share of the cores as its thread count (torch,
-    # and numpy's BLAS in the TF-IDF and logistic-regression cells), instead of every process
-    # starting one thread per core and the threads of the two taking turns on the same cores.
-    # Measured on a 2-core machine (2026-12-01), two chapters side by side with jupyter execute:
-    # adversarial + many_tasks 71 s with torch's default threads, 51 s with one thread each;
-    # lora + scaling 102 s and 97 s (bench/omp_wait_policy.py: 10 training steps beside one busy
-    # process, 8.25 s vs 7.43 s). A value you set yourself is kept.
-    [[ "$1" =~ ^[1-9][0-9]*$ ]] || return 0
-    local cores
-    cores=$(getconf _NPROCESSORS_ONLN 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 1)
-    local share=$(( cores / $1 ))
-    export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( share > 0 ? share : 1 ))}
-}
-
 cmd=${1:-}
 [[ $# -gt 0 ]] && shift
 case "$cmd" in
@@ -86,7 +71,6 @@ case "$cmd" in
         # Execute the notebooks first, two at a time (NERBOOK_BOOK_WORKERS), into the cache the
         # build reads: jupyter-book runs them one after another, and a chapter keeps about one
         # core busy. The build below then finds them all in _build/.jupyter_cache.
-        share_cores "${NERBOOK_BOOK_WORKERS:-2}"
         python scripts/execute_book.py -j "${NERBOOK_BOOK_WORKERS:-2}"
         # --all re-reads every page, so that a warning from a page unchanged since the last
         # build still fails this one (notebook outputs stay cached in _build/.jupyter_cache,
@@ -101,7 +85,6 @@ case "$cmd" in
         # Two workers (NERBOOK_TEST_WORKERS): a chapter keeps about one core busy, so two run
         # side by side in about half the time. --dist loadscope (pyproject addopts) keeps each
         # notebook's cells in one worker, in order, as nbval needs.
-        share_cores "${NERBOOK_TEST_WORKERS:-2}"
         python -m pytest -n "${NERBOOK_TEST_WORKERS:-2}" "$@"
         ;;
     -h | --help | help)

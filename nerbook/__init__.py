@@ -12,6 +12,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.tasks`     what differs between tasks: features, batches, dev score (NER's here)
 - :mod:`nerbook.train`     the training loop (accelerate, AdamW, warm-up, early stopping)
 - :mod:`nerbook.classify`  a second task: labelled texts, a classification head, accuracy and macro-F1
+- :mod:`nerbook.instruct`  answers in text: instruction pairs, the answer-only loss, scoring answers
 - :mod:`nerbook.scaling`   truncated encoders, training compute C = 6NT, power-law fits
 - :mod:`nerbook.metrics`   entity-level (conlleval) and token-level scores
 - :mod:`nerbook.predict`   words or raw text -> entity spans
@@ -40,7 +41,7 @@ The library behind the course *Why ChatGPT wins*. Each module is one concept:
 - :mod:`nerbook.notebook`  the first cell of every chapter
 
 Layers run one way: ``runtime``, ``schemes`` -> ``data`` -> ``align`` -> ``batching`` ->
-``model`` -> ``predict`` -> ``tasks`` -> ``train`` -> ``classify``, with ``metrics`` beside; ``attention``, ``losses``,
+``model`` -> ``predict`` -> ``tasks`` -> ``train`` -> ``classify``, ``instruct``, with ``metrics`` beside; ``attention``, ``losses``,
 ``lora``, ``multimodal``, ``pretrain``, ``adversarial`` apart; ``perturb``, ``bias`` and ``redact`` above ``predict``, ``calibration`` above ``metrics``,
 ``pii``, ``attribution`` and ``scaling`` apart; the faces ``viz``, ``bench``, ``cli``, ``serve`` and ``notebook`` on top.
 No core module imports a face (``tests/test_structure.py`` keeps it so).
@@ -59,7 +60,7 @@ from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
     "adversarial", "align", "attention", "attribution", "batching", "bench", "bias", "calibration", "classify", "cli",
-    "continual", "data", "export", "hub", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb",
+    "continual", "data", "export", "hub", "instruct", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb",
     "pii", "pii_eval", "predict", "pretrain", "records", "redact", "runtime", "scaling", "schemes", "serve", "spread",
     "synthetic", "tasks", "train", "viz",
 }

@@ -164,14 +164,15 @@ def tiny_mlm(tokenizer, seed: int = 0, hidden: int = 128, layers: int = 2, heads
 def tiny_gpt(tokenizer, seed: int = 0, hidden: int = 128, layers: int = 2, heads: int = 4,
              intermediate: int = 256, max_position: int = 128, dropout: float = 0.1):
     """A tiny ``GPT2LMHeadModel`` (random weights, seeded); ``[CLS]`` starts and ``[SEP]`` ends
-    a text, as in the sequences :func:`encode_corpus` makes."""
+    a text, as in the sequences :func:`encode_corpus` makes. Marked ``nerbook_tiny`` as
+    :func:`~nerbook.model.tiny_config` is: :func:`nerbook.train.train` trains its word embeddings."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(vocab_size=len(tokenizer), n_positions=max_position, n_embd=hidden,
                      n_layer=layers, n_head=heads, n_inner=intermediate, resid_pdrop=dropout,
                      embd_pdrop=dropout, attn_pdrop=dropout,
                      bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-                     pad_token_id=tokenizer.pad_token_id)
+                     pad_token_id=tokenizer.pad_token_id, nerbook_tiny=True)
     torch.manual_seed(seed)
     return GPT2LMHeadModel(cfg)
 

@@ -20,13 +20,11 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
 from nerbook.continual import continual_experiment, synthetic_domain_splits
-from nerbook.data import tag_names, write_conll
-from nerbook.records import write_record
+from nerbook.records import generated_data_files, write_record
 from nerbook.spread import compare, exceeds_spread, format_mean_sd, runs
 from nerbook.synthetic import synthetic_conll
 from nerbook.train import TrainConfig
@@ -61,17 +59,6 @@ def verdicts(summary: list[dict]) -> list[dict]:
                         "sentence": compare(with_replay, without)}
         out.append(row)
     return out
-
-
-def data_files(folder: Path, splits: dict) -> list[Path]:
-    """The generated splits as CoNLL files (``domain-a-train.txt``, ...), for their sha256."""
-    paths = []
-    for domain, dd in splits.items():
-        for split, ds in dd.items():
-            path = folder / f"domain-{domain}-{split}.txt"
-            write_conll(path, ds["tokens"], tag_names(ds), doc_ids=ds["doc_id"])
-            paths.append(path)
-    return paths
 
 
 def main() -> None:
@@ -114,7 +101,7 @@ def main() -> None:
         print(f"new domain, {v['f1_new']['sentence']}")
     if args.record:
         with tempfile.TemporaryDirectory() as tmp:
-            path = write_record(args.record, result, data=data_files(Path(tmp), splits), kind="experiment",
+            path = write_record(args.record, result, data=[f for d, dd in splits.items() for f in generated_data_files(tmp, dd, f"domain-{d}")], kind="experiment",
                                 command=["python", "bench/continual.py", *sys.argv[1:]])
         print("wrote", path)
 

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 
-from nerbook.data import tag_names, write_conll
+from nerbook.data import tag_names
 from nerbook.instruct import CausalGeneration, answer_scores, instruction_pair
 from nerbook.model import train_wordpiece
 from nerbook.pretrain import CausalCollator, PretrainConfig, pretrain, tiny_gpt
-from nerbook.records import write_record
+from nerbook.records import generated_data_files, write_record
 from nerbook.synthetic import synthetic_conll, synthetic_sentences
 from nerbook.train import TrainConfig, train
 
@@ -91,9 +91,7 @@ def main() -> None:
         result = {"setup": vars(args), "pretrain_losses": pre.losses if pre else None, "tune_losses": losses,
                   "dev": scores, "seconds": time.perf_counter() - t0}
         with tempfile.TemporaryDirectory() as tmp:  # the generated data, for its sha256
-            files = [Path(tmp) / f"synthetic-{split}.txt" for split in ner]
-            for path, ds in zip(files, ner.values()):
-                write_conll(path, ds["tokens"], tag_names(ds), doc_ids=ds["doc_id"])
+            files = generated_data_files(tmp, ner)
             if args.pretrain_steps:
                 files.append(Path(tmp) / "pretraining-corpus.txt")
                 files[-1].write_text("\n".join(tok.decode(ids) for ids in corpus), encoding="utf-8")

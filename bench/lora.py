@@ -21,14 +21,13 @@ import argparse
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
-from nerbook.data import schema_of, tag_names, write_conll
+from nerbook.data import schema_of
 from nerbook.lora import add_lora
 from nerbook.model import load_model
-from nerbook.records import write_record
+from nerbook.records import generated_data_files, write_record
 from nerbook.spread import compare, exceeds_spread, format_mean_sd, runs
 from nerbook.synthetic import synthetic_conll
 from nerbook.train import TrainConfig, train
@@ -83,11 +82,7 @@ def main() -> None:
               "seconds": time.perf_counter() - t0, "note": NOTE}
     if args.record:
         with tempfile.TemporaryDirectory() as tmp:
-            files = []
-            for split, ds in data.items():
-                files.append(Path(tmp) / f"synthetic-{split}.txt")
-                write_conll(files[-1], ds["tokens"], tag_names(ds), doc_ids=ds["doc_id"])
-            path = write_record(args.record, result, data=files, kind="experiment",
+            path = write_record(args.record, result, data=generated_data_files(tmp, data), kind="experiment",
                                 command=["python", "bench/lora.py", *sys.argv[1:]])
         print("wrote", path)
 

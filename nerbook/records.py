@@ -92,6 +92,19 @@ def data_hashes(paths: Sequence[str | os.PathLike]) -> dict:
     return out
 
 
+def generated_data_files(folder: str | os.PathLike, splits, prefix: str = "synthetic") -> list[Path]:
+    """Generated splits (a mapping of split name to tagged dataset) written as CoNLL files
+    ``folder/{prefix}-{split}.txt``: data that was never downloaded has these files' sha256 as
+    its provenance (pass them to :func:`write_record`)."""
+    from nerbook.data import tag_names, write_conll
+
+    paths = []
+    for split, ds in splits.items():
+        paths.append(Path(folder) / f"{prefix}-{split}.txt")
+        write_conll(paths[-1], ds["tokens"], tag_names(ds), doc_ids=ds["doc_id"])
+    return paths
+
+
 def provenance(data: Sequence[str | os.PathLike] = (), command: Sequence[str] | None = None) -> dict:
     """The provenance block of a record."""
     argv = list(command) if command is not None else ["nerbook", *sys.argv[1:]]

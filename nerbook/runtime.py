@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
@@ -22,6 +23,10 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
 
     This is what ``transformers.set_seed`` does, written out: importing that function pulls in
     the Trainer's utilities and ``peft``, about 3 s at every start of a notebook or a command.
+    ``torch.use_deterministic_algorithms`` also sets the compiler's flag, and importing the
+    compiler's config for it costs another 1.3 s; unless a GPU is visible or the compiler is
+    already loaded, the same switch for eager kernels is set without it (nothing in nerbook
+    compiles; :func:`torch.are_deterministic_algorithms_enabled` reads the same flag).
     """
     import numpy as np
     import torch
@@ -33,7 +38,10 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.cuda.manual_seed_all(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        if torch.cuda.is_available() or "torch._inductor.config" in sys.modules:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch._C._set_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
 

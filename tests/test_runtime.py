@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -27,6 +30,17 @@ def test_seed_everything_repeats_every_generator():
     assert draw() == first
     seed_everything(4, deterministic=False)
     assert draw() != first
+
+
+def test_a_notebook_start_imports_neither_peft_nor_the_compiler_yet_asks_for_determinism():
+    # setup_notebook runs at the top of every chapter and every command seeds: once importing
+    # peft (via transformers.set_seed) and the compiler's config cost 3 s and 1.3 s per start.
+    code = ("import sys, torch, nerbook; nerbook.setup_notebook(seed=0, verbose=False); "
+            "print(sorted(m for m in ('peft', 'torch._inductor.config') if m in sys.modules), "
+            "torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["[]", "True", "True"]
 
 
 def test_resolve_device():

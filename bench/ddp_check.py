@@ -7,7 +7,7 @@ so that one process and several see exactly the same examples at every step, wha
 the sampler picks; dropout is off and the precision fp32, so the only differences left are
 float rounding and DDP averaging per-process mean losses instead of one mean over all tokens.
 
-    python bench/ddp_check.py --prepare /tmp/ddp-tiny          # the model, saved once
+    python -c "import runpy; runpy.run_path('bench/ddp_check.py')['prepare']('/tmp/ddp-tiny')"  # once
     python bench/ddp_check.py --model /tmp/ddp-tiny --global-batch 32
     python -m torch.distributed.run --nproc_per_node 2 bench/ddp_check.py --model /tmp/ddp-tiny --global-batch 32
 
@@ -27,13 +27,33 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def training_set(global_batch: int):
+    """The sentences every step trains on: one global batch of synthetic sentences."""
+    from nerbook.synthetic import synthetic_conll
+
+    return synthetic_conll(global_batch, 0, 0, seed=0, long_fraction=0.0)["train"]
+
+
+def prepare(folder, global_batch: int = 32) -> None:
+    """Make the tiny model (dropout 0, seed 0) and its tokenizer, and save them to ``folder``.
+
+    A function, not a command: the notebook and the tests, which have nerbook loaded already,
+    make it without starting another Python (about 6 s each)."""
+    from nerbook.data import schema_of
+    from nerbook.model import load_model, save_checkpoint
+
+    ds = training_set(global_batch)
+    model, tok = load_model("tiny", schema_of(ds), texts=list(ds["tokens"]), seed=0, dropout=0.0,
+                            tiny_kwargs={"attention_probs_dropout_prob": 0.0})
+    save_checkpoint(model, tok, folder)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--global-batch", type=int, default=32, help="sentences per step over all processes")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--model", help="folder saved by --prepare")
-    p.add_argument("--prepare", metavar="DIR", help="make the tiny model and save it to DIR, then stop")
+    p.add_argument("--model", required=True, help="folder saved by prepare()")
     p.add_argument("--adversarial", choices=["fgm", "pgd"], help="adversarial training (nerbook.adversarial)")
     p.add_argument("--adv-eps", type=float, default=0.5)
     p.add_argument("--adv-steps", type=int, default=2)
@@ -43,23 +63,13 @@ def main() -> None:
 
     from nerbook.data import schema_of
     from nerbook.model import load_model
-    from nerbook.synthetic import synthetic_conll
     from nerbook.train import TrainConfig, train
 
     torch.set_num_threads(1)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if args.global_batch % world:
         raise SystemExit(f"--global-batch {args.global_batch} is not a multiple of {world} processes")
-    ds = synthetic_conll(args.global_batch, 0, 0, seed=0, long_fraction=0.0)["train"]
-    if args.prepare:
-        from nerbook.model import save_checkpoint
-
-        model, tok = load_model("tiny", schema_of(ds), texts=list(ds["tokens"]), seed=0, dropout=0.0,
-                                tiny_kwargs={"attention_probs_dropout_prob": 0.0})
-        save_checkpoint(model, tok, args.prepare)
-        return
-    if not args.model:
-        raise SystemExit("--model DIR (made with --prepare DIR) is required")
+    ds = training_set(args.global_batch)
     model, tok = load_model(args.model, schema_of(ds))
 
     # token-weighted loss of each step, summed over processes: the loss of the global batch

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,7 @@ def _curve(proc: subprocess.Popen) -> dict:
 def prepared_model(tmp_path_factory):
     """The tiny model both runs of each test start from, prepared once."""
     model = tmp_path_factory.mktemp("ddp") / "tiny"
-    subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(model)], check=True, env=_env(),
-                   cwd=ROOT, capture_output=True, timeout=120)
+    runpy.run_path(str(SCRIPT))["prepare"](model)  # here: this process has nerbook loaded already
     return model
 
 

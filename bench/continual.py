@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 
 import torch
 
 from nerbook.continual import continual_experiment, synthetic_domain_splits
-from nerbook.records import generated_data_files, write_record
+from nerbook.records import write_generated_record
 from nerbook.spread import compare, exceeds_spread, format_mean_sd, runs
 from nerbook.synthetic import synthetic_conll
 from nerbook.train import TrainConfig
@@ -100,10 +99,8 @@ def main() -> None:
         print(f"old domain, {v['f1_old']['sentence']}")
         print(f"new domain, {v['f1_new']['sentence']}")
     if args.record:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_record(args.record, result, data=[f for d, dd in splits.items() for f in generated_data_files(tmp, dd, f"domain-{d}")], kind="experiment",
-                                command=["python", "bench/continual.py", *sys.argv[1:]])
-        print("wrote", path)
+        print("wrote", write_generated_record(args.record, result, {f"domain-{d}": dd for d, dd in splits.items()},
+                                              command=["python", "bench/continual.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -36,7 +34,7 @@ from nerbook.instruct import CausalGeneration, answer_scores, entities_of, instr
 from nerbook.model import load_model, train_wordpiece
 from nerbook.predict import Tagger
 from nerbook.pretrain import CausalCollator, PretrainConfig, pretrain, tiny_gpt
-from nerbook.records import generated_data_files, write_record
+from nerbook.records import write_generated_record
 from nerbook.spread import format_mean_sd, runs
 from nerbook.synthetic import synthetic_conll, synthetic_sentences
 from nerbook.train import TrainConfig, train
@@ -132,13 +130,10 @@ def main() -> None:
     if args.record:
         result = {"setup": vars(args), "runs": rows, "summary": {"f1_mean": f1.mean, "f1_sd": f1.sd},
                   "seconds": time.perf_counter() - t0}
-        with tempfile.TemporaryDirectory() as tmp:  # the generated data, for its sha256
-            files = generated_data_files(tmp, ner)
-            if args.pretrain_steps and not args.tagger:
-                files.append(Path(tmp) / "pretraining-corpus.txt")
-                files[-1].write_text("\n".join(tok.decode(ids) for ids in corpus), encoding="utf-8")
-            print("wrote", write_record(args.record, result, data=files, kind="experiment",
-                                        command=["python", "bench/generation.py", *sys.argv[1:]]))
+        texts = ({"pretraining-corpus.txt": "\n".join(tok.decode(ids) for ids in corpus)}
+                 if args.pretrain_steps and not args.tagger else {})
+        print("wrote", write_generated_record(args.record, result, {"synthetic": ner}, texts,
+                                              command=["python", "bench/generation.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

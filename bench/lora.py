@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 
 import torch
@@ -27,7 +26,7 @@ import torch
 from nerbook.data import schema_of
 from nerbook.lora import add_lora
 from nerbook.model import load_model
-from nerbook.records import generated_data_files, write_record
+from nerbook.records import write_generated_record
 from nerbook.spread import compare, exceeds_spread, format_mean_sd, runs
 from nerbook.synthetic import synthetic_conll
 from nerbook.train import TrainConfig, train
@@ -81,10 +80,8 @@ def main() -> None:
               "runs": rows, "summary": summary, "lora_vs_full": verdict,
               "seconds": time.perf_counter() - t0, "note": NOTE}
     if args.record:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_record(args.record, result, data=generated_data_files(tmp, data), kind="experiment",
-                                command=["python", "bench/lora.py", *sys.argv[1:]])
-        print("wrote", path)
+        print("wrote", write_generated_record(args.record, result, {"synthetic": data},
+                                              command=["python", "bench/lora.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import tempfile
 import time
 
 import torch
 
 from nerbook.data import CONLL2003
 from nerbook.model import load_model
-from nerbook.records import generated_data_files, write_record
+from nerbook.records import write_generated_record
 from nerbook.synthetic import synthetic_conll
 from nerbook.train import TrainConfig, evaluate, train
 
@@ -87,10 +86,8 @@ def main() -> None:
                         "head": HEAD, "seeds": args.seeds, "threads": torch.get_num_threads()},
               "runs": rows, "seconds": time.perf_counter() - t0, "note": NOTE}
     if args.record:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = write_record(args.record, result, data=generated_data_files(tmp, data), kind="experiment",
-                                command=["python", "bench/recipe_sweep.py", *sys.argv[1:]])
-        print("wrote", path)
+        print("wrote", write_generated_record(args.record, result, {"synthetic": data},
+                                              command=["python", "bench/recipe_sweep.py", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

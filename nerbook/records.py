@@ -13,7 +13,8 @@ import os
 import platform
 import re
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 #: Keys every record must carry (a test checks the committed records).
@@ -95,7 +96,7 @@ def data_hashes(paths: Sequence[str | os.PathLike]) -> dict:
 def generated_data_files(folder: str | os.PathLike, splits, prefix: str = "synthetic") -> list[Path]:
     """Generated splits (a mapping of split name to tagged dataset) written as CoNLL files
     ``folder/{prefix}-{split}.txt``: data that was never downloaded has these files' sha256 as
-    its provenance (pass them to :func:`write_record`)."""
+    its provenance (:func:`write_generated_record` writes them and the record)."""
     from nerbook.data import tag_names, write_conll
 
     paths = []
@@ -103,6 +104,21 @@ def generated_data_files(folder: str | os.PathLike, splits, prefix: str = "synth
         paths.append(Path(folder) / f"{prefix}-{split}.txt")
         write_conll(paths[-1], ds["tokens"], tag_names(ds), doc_ids=ds["doc_id"])
     return paths
+
+
+def write_generated_record(path: str | os.PathLike, result: dict, splits: Mapping[str, Mapping],
+                           texts: Mapping[str, str] | None = None,
+                           command: Sequence[str] | None = None) -> Path:
+    """An ``"experiment"`` record of a run on generated data, whose provenance is the sha256 of
+    that data: ``splits`` maps a file prefix to splits (:func:`generated_data_files`), ``texts``
+    a file name to other generated text (a pretraining corpus). The files live only while the
+    record is written."""
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [f for prefix, data in splits.items() for f in generated_data_files(tmp, data, prefix)]
+        for name, text in (texts or {}).items():
+            files.append(Path(tmp) / name)
+            files[-1].write_text(text, encoding="utf-8")
+        return write_record(path, result, data=files, kind="experiment", command=command)
 
 
 def provenance(data: Sequence[str | os.PathLike] = (), command: Sequence[str] | None = None) -> dict:

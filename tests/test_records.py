@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from nerbook.records import (
     load_records,
     missing_provenance,
     train_row,
+    write_generated_record,
     write_record,
 )
 
@@ -111,3 +113,20 @@ def test_seed_reruns_give_their_f1_but_not_their_timings():
     other = _bench(5, [0.9], "bench-train-y-seed5.json")
     other["result"]["setup"]["epochs"] = 3  # another experiment: not a run of this one
     assert bench_f1_runs([first, rerun, other], first) == {"nerbook": {0: 0.1, 1: 0.2, 2: 0.3}}
+
+
+def test_a_record_of_generated_data_hashes_the_data_as_conll_files(tmp_path, synth):
+    from nerbook.data import tag_names, write_conll
+
+    splits = {"train": synth["train"].select(range(20)), "valid": synth["valid"].select(range(10))}
+    path = write_generated_record(tmp_path / "r.json", {"f1": 0.5}, {"synthetic": splits},
+                                  {"corpus.txt": "a b c\nd e"}, command=["python", "bench/x.py"])
+    record = json.loads(path.read_text())
+    expected = {"corpus.txt": hashlib.sha256(b"a b c\nd e").hexdigest()}
+    for split, ds in splits.items():  # written again here, by the CoNLL writer, and hashed
+        write_conll(tmp_path / split, ds["tokens"], tag_names(ds), doc_ids=ds["doc_id"])
+        expected[f"synthetic-{split}.txt"] = hashlib.sha256((tmp_path / split).read_bytes()).hexdigest()
+    assert record["data"] == expected
+    assert record["kind"] == "experiment" and record["command"] == "python bench/x.py"
+    assert record["result"] == {"f1": 0.5} and not missing_provenance(record)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "train", "valid"]  # no data files left

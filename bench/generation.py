@@ -9,13 +9,16 @@ themselves: text with repeats is where a language model learns to copy, and an a
 names it lists.
 
     python bench/generation.py --pretrain-steps 1200 --repeat 1.0 --epochs 12 --seeds 0 1 2 \
-        --record records/generation-pretrained-cpu-tinygpt-synthetic.json
+        --save records/models/tinygpt-answers --record records/generation-pretrained-cpu-tinygpt-synthetic.json
     python bench/generation.py --epochs 12 --seeds 0 1 2 --record records/generation-scratch-cpu-tinygpt-synthetic.json
     python bench/generation.py --tagger --epochs 12 --seeds 0 1 2 --record records/generation-tagger-cpu-tinybert-synthetic.json
 
 Prints, for each seed, the training losses, two example answers and the dev scores of the answers
 (entity-set precision, recall, F1 and the share of exactly right answers), then the F1's mean and
-standard deviation over the seeds; ``--record FILE`` writes them with their provenance. A seed sets
+standard deviation over the seeds; ``--record FILE`` writes them with their provenance. ``--save DIR``
+keeps the first seed's models for chapter "Answers in text": ``DIR/pretrained`` (after next-token
+pretraining, before tuning), ``DIR/tuned`` (after instruction tuning) and the tokenizer in ``DIR``,
+as safetensors and JSON; the record lists each file's sha256. A seed sets
 the model's initial weights and the order of its pretraining and tuning batches; the data, the
 vocabulary and the pretraining corpus are the same for every seed.
 """
@@ -26,12 +29,13 @@ import argparse
 import random
 import sys
 import time
+from pathlib import Path
 
 import torch
 
 from nerbook.data import schema_of, tag_names
 from nerbook.instruct import CausalGeneration, answer_scores, entities_of, instruction_pair
-from nerbook.model import load_model, train_wordpiece
+from nerbook.model import load_model, quiet_transformers, sha256_file, train_wordpiece
 from nerbook.predict import Tagger
 from nerbook.pretrain import CausalCollator, PretrainConfig, pretrain, tiny_gpt
 from nerbook.records import write_generated_record
@@ -54,16 +58,25 @@ def corpus_with_repeats(tokenizer, n: int, repeat: float, seed: int = 0) -> list
     return out
 
 
-def run(args, ner, tok, corpus, seed: int) -> dict:
-    """Pretrain (if asked) and instruction-tune one model from ``seed``; score its dev answers."""
+def save(model, folder: Path) -> dict[str, str]:
+    """Save ``model`` (safetensors and its config) to ``folder``; the sha256 of each file written."""
+    with quiet_transformers():
+        model.save_pretrained(folder, safe_serialization=True)
+    return {f.as_posix(): sha256_file(f) for f in sorted(folder.iterdir())}
+
+
+def run(args, ner, tok, corpus, seed: int, save_to: Path | None = None) -> dict:
+    """Pretrain (if asked) and instruction-tune one model from ``seed``; score its dev answers.
+    With ``save_to``, keep the pretrained and the tuned model there (see :func:`save`)."""
     gpt = tiny_gpt(tok, seed=seed, hidden=args.hidden, layers=args.layers, heads=4,
                    intermediate=2 * args.hidden, dropout=0.0)
     t0 = time.perf_counter()
-    pre = None
+    pre, saved = None, {}
     if args.pretrain_steps:
         pre = pretrain(gpt, corpus, CausalCollator(tok),
                        PretrainConfig(steps=args.pretrain_steps, batch_size=32, lr=3e-3, warmup_ratio=0.05,
                                       seed=seed))
+        saved.update(save(gpt, save_to / "pretrained") if save_to else {})
         print(f"seed {seed} pretraining: {args.pretrain_steps} steps in {pre.seconds:.0f} s, loss "
               f"{pre.losses[0]:.2f} -> {pre.losses[-1]:.2f}", flush=True)
     task = CausalGeneration()
@@ -73,13 +86,14 @@ def run(args, ner, tok, corpus, seed: int) -> dict:
     losses = [e["train_loss"] for e in res.history["epochs"]]
     print(f"seed {seed} instruction tuning: loss by epoch {[round(x, 3) for x in losses]} "
           f"({res.train_seconds:.0f} s)")
+    saved.update(save(res.model, save_to / "tuned") if save_to else {})
     gold, predicted = task.answers(res.model, tok, ner["valid"])
     for g, q in list(zip(gold, predicted))[1:3]:
         print(f"  gold {dict(g)}\n  said {dict(q)}")
     scores = answer_scores(gold, predicted)
     print(f"seed {seed} dev answers: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()), flush=True)
     return {"seed": seed, "pretrain_losses": pre.losses if pre else None, "tune_losses": losses, "dev": scores,
-            "seconds": time.perf_counter() - t0}
+            "seconds": time.perf_counter() - t0, **({"saved": saved} if saved else {})}
 
 
 def run_tagger(args, ner, seed: int) -> dict:
@@ -116,6 +130,7 @@ def main() -> None:
                    help="one model per seed (its initial weights, the order of its batches)")
     p.add_argument("--tagger", action="store_true",
                    help="train a tiny BERT tagger of the same size instead, scored the same way")
+    p.add_argument("--save", help="keep the first seed's pretrained and tuned models and the tokenizer in this folder")
     p.add_argument("--record", help="write the scores and their provenance to this JSON file")
     args = p.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -123,12 +138,19 @@ def main() -> None:
     pairs = [sum(instruction_pair(w, t), []) for w, t in zip(ner["train"]["tokens"], tag_names(ner["train"]))]
     tok = train_wordpiece(pairs, vocab_size=args.vocab)
     corpus = corpus_with_repeats(tok, 4000, args.repeat)
+    save_to = Path(args.save) if args.save else None
+    if save_to:
+        if args.tagger or save_to.exists():
+            p.error(f"--save {args.save}: " + ("only generating models are saved" if args.tagger else "exists already"))
+        tok.save_pretrained(save_to)
     t0 = time.perf_counter()
-    rows = [run_tagger(args, ner, seed) if args.tagger else run(args, ner, tok, corpus, seed) for seed in args.seeds]
+    rows = [run_tagger(args, ner, seed) if args.tagger else
+            run(args, ner, tok, corpus, seed, save_to if seed == args.seeds[0] else None) for seed in args.seeds]
     f1 = runs("dev F1", [r["dev"]["f1"] for r in rows])
     print(f"dev entity-set F1 over seeds {args.seeds}: {format_mean_sd(f1.values)}")
     if args.record:
-        result = {"setup": vars(args), "runs": rows, "summary": {"f1_mean": f1.mean, "f1_sd": f1.sd},
+        tokenizer_files = {f.as_posix(): sha256_file(f) for f in sorted(save_to.glob("*.json"))} if save_to else {}
+        result = {"setup": vars(args), "runs": rows, **({"tokenizer": tokenizer_files} if save_to else {}), "summary": {"f1_mean": f1.mean, "f1_sd": f1.sd},
                   "seconds": time.perf_counter() - t0}
         texts = ({"pretraining-corpus.txt": "\n".join(tok.decode(ids) for ids in corpus)}
                  if args.pretrain_steps and not args.tagger else {})

@@ -11,7 +11,7 @@ with NER and classification; :class:`CausalGeneration` hands it what differs (se
 - :func:`parse_answer`, :func:`entities_of`, :func:`answer_scores`  an answer's text (or a
   tagged sentence) -> its entities; precision, recall and F1 of entity sets (the same counting
   as conlleval, on strings instead of positions)
-- :func:`answer`  greedy decoding of one answer, until ``[SEP]``
+- :func:`answer`  greedy decoding of one answer, until ``[SEP]`` (the pretraining chapter's loop)
 - :class:`CausalGeneration`  the task: features with the loss on the answer only, padded
   batches, and the dev score (F1 of the generated answers)
 """
@@ -22,11 +22,11 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import datasets
-import torch
 
 from nerbook.align import IGNORE_INDEX
 from nerbook.data import tag_names
 from nerbook.metrics import spans
+from nerbook.pretrain import continue_ids
 
 #: The instruction before the sentence, and the cue before the answer.
 INSTRUCTION = ("entities", "in", ":")
@@ -87,19 +87,12 @@ def _ids(tokenizer, words: Sequence[str]) -> list[int]:
     return tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)["input_ids"]
 
 
-@torch.no_grad()
 def answer(model, tokenizer, prompt: Sequence[str], max_new_tokens: int = 48) -> list[str]:
-    """Greedy decoding: the most probable next token, one at a time, after ``[CLS]`` and the
-    prompt, until ``[SEP]``; the answer's words (pieces joined back)."""
-    model.eval()
-    device = next(model.parameters()).device
-    ids = torch.tensor([[tokenizer.cls_token_id, *_ids(tokenizer, prompt)]], device=device)
-    out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         do_sample=False, eos_token_id=tokenizer.sep_token_id,
-                         pad_token_id=tokenizer.pad_token_id)[0, ids.shape[1]:].tolist()
-    if tokenizer.sep_token_id in out:
-        out = out[:out.index(tokenizer.sep_token_id)]
-    return tokenizer.decode(out).split()
+    """Greedy decoding (:func:`nerbook.pretrain.continue_ids`, the loop of chapter
+    "Self-supervised pretraining"): the most probable next token, one at a time, after
+    ``[CLS]`` and the prompt, until ``[SEP]``; the answer's words (pieces joined back)."""
+    ids = [tokenizer.cls_token_id, *_ids(tokenizer, prompt)]
+    return tokenizer.decode(continue_ids(model, ids, tokenizer.sep_token_id, max_new_tokens)).split()
 
 
 class CausalGeneration:

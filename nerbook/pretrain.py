@@ -13,7 +13,7 @@ Raw text labels itself. Two ways to turn a sentence into a prediction problem:
 
 The rest is what the chapter needs to run both on a CPU: collators that pad and label a
 batch, tiny models (:func:`tiny_mlm`, :func:`tiny_gpt`), a short training loop
-(:func:`pretrain`), greedy and temperature sampling (:func:`generate`), top-k fills of
+(:func:`pretrain`), greedy and temperature sampling (:func:`continue_ids`, :func:`generate`), top-k fills of
 ``[MASK]`` (:func:`fill_mask`), and :func:`token_classifier_from`, which puts a new
 token-classification head on a pretrained encoder.
 """
@@ -243,18 +243,21 @@ def pretrain(model, corpus: Sequence[Sequence[int]], collator, cfg: PretrainConf
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompt: str = "", max_new_tokens: int = 40, temperature: float = 0.0,
-             top_k: int | None = None, seed: int = 0) -> str:
-    """Continue ``prompt`` one token at a time with a causal LM, until ``[SEP]``.
+def continue_ids(model, ids: Sequence[int], stop_id: int, max_new_tokens: int = 40, temperature: float = 0.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> list[int]:
+    """The decoding loop: the tokens a causal LM adds after ``ids``, one at a time, until it
+    picks ``stop_id`` (not returned) or has added ``max_new_tokens``. Each step runs the model on
+    the whole sequence so far and reads the logits at the last position.
 
     ``temperature=0``: greedy (the most probable next token). Otherwise sample from
     ``softmax(logits / temperature)``, restricted to the ``top_k`` most probable tokens if set.
+    :func:`generate` and :func:`nerbook.instruct.answer` both decode with it.
     """
     model.eval()
-    g = torch.Generator().manual_seed(seed)
-    ids = [tokenizer.cls_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    device = next(model.parameters()).device
+    ids, new = list(ids), []
     for _ in range(max_new_tokens):
-        logits = model(input_ids=torch.tensor([ids])).logits[0, -1]
+        logits = model(input_ids=torch.tensor([ids + new], device=device)).logits[0, -1].float().cpu()
         if temperature == 0:
             nxt = int(logits.argmax())
         else:
@@ -262,11 +265,21 @@ def generate(model, tokenizer, prompt: str = "", max_new_tokens: int = 40, tempe
             if top_k is not None:
                 kth = torch.topk(z, top_k).values[-1]
                 z = z.masked_fill(z < kth, float("-inf"))
-            nxt = int(torch.multinomial(torch.softmax(z, -1), 1, generator=g))
-        if nxt == tokenizer.sep_token_id:
+            nxt = int(torch.multinomial(torch.softmax(z, -1), 1, generator=generator))
+        if nxt == stop_id:
             break
-        ids.append(nxt)
-    return tokenizer.decode(ids[1:])
+        new.append(nxt)
+    return new
+
+
+def generate(model, tokenizer, prompt: str = "", max_new_tokens: int = 40, temperature: float = 0.0,
+             top_k: int | None = None, seed: int = 0) -> str:
+    """Continue ``prompt`` with a causal LM until ``[SEP]`` (:func:`continue_ids`: greedy when
+    ``temperature=0``, else seeded sampling); the prompt and its continuation as text."""
+    ids = [tokenizer.cls_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    new = continue_ids(model, ids, tokenizer.sep_token_id, max_new_tokens, temperature, top_k,
+                       torch.Generator().manual_seed(seed))
+    return tokenizer.decode(ids[1:] + new)
 
 
 @torch.no_grad()

@@ -103,3 +103,21 @@ def test_the_shared_loop_teaches_a_tiny_lm_to_answer(tok):
     assert res.best_f1 == 1.0
     prompt, reply = instruction_pair(SENTENCES[1].tokens, SENTENCES[1].tags)
     assert answer(res.model, tok, prompt) == reply
+
+
+def test_greedy_answers_are_the_tokens_transformers_generate_picks(tok):
+    """nerbook's decoding loop (no key-value cache, the whole sequence each step) picks the same
+    tokens as transformers' ``generate`` (cached), and stops where it does, at [SEP]."""
+    model = tiny_gpt(tok, seed=3, hidden=64, layers=2, heads=2, intermediate=128, dropout=0.0).eval()
+    model.lm_head.weight.data[tok.sep_token_id] *= 5  # (tied to the input row) [SEP] now wins at some steps
+    lengths = set()
+    for s in SENTENCES:
+        prompt = instruction_pair(s.tokens, s.tags)[0]
+        ids = torch.tensor([[tok.cls_token_id, *tok(prompt, is_split_into_words=True, add_special_tokens=False)["input_ids"]]])
+        with torch.no_grad():
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=12, do_sample=False,
+                                 eos_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id)[0, ids.shape[1]:].tolist()
+        out = out[:out.index(tok.sep_token_id)] if tok.sep_token_id in out else out
+        lengths.add(len(out))
+        assert answer(model, tok, prompt, max_new_tokens=12) == tok.decode(out).split()
+    assert min(lengths) < 12  # at least one answer ended at [SEP], before the limit

@@ -12,12 +12,15 @@ with NER and classification; :class:`CausalGeneration` hands it what differs (se
   tagged sentence) -> its entities; precision, recall and F1 of entity sets (the same counting
   as conlleval, on strings instead of positions)
 - :func:`answer`  greedy decoding of one answer, until ``[SEP]`` (the pretraining chapter's loop)
+- :func:`load_causal_lm`  a saved causal LM and its tokenizer (safetensors only), such as the
+  models ``bench/generation.py --save`` keeps for chapter "Answers in text"
 - :class:`CausalGeneration`  the task: features with the loss on the answer only, padded
   batches, and the dev score (F1 of the generated answers)
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
@@ -93,6 +96,20 @@ def answer(model, tokenizer, prompt: Sequence[str], max_new_tokens: int = 48) ->
     ``[CLS]`` and the prompt, until ``[SEP]``; the answer's words (pieces joined back)."""
     ids = [tokenizer.cls_token_id, *_ids(tokenizer, prompt)]
     return tokenizer.decode(continue_ids(model, ids, tokenizer.sep_token_id, max_new_tokens)).split()
+
+
+def load_causal_lm(folder: str | os.PathLike, tokenizer_folder: str | os.PathLike | None = None):
+    """``(model, tokenizer)``: a causal LM saved with ``save_pretrained`` in ``folder`` (weights
+    from safetensors only, never pickles or remote code) and the tokenizer saved in
+    ``tokenizer_folder`` (default: the same folder), the model in eval mode."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from nerbook.model import quiet_transformers
+
+    with quiet_transformers():
+        model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder or folder)
+    return model.eval(), tokenizer
 
 
 class CausalGeneration:

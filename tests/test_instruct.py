@@ -16,6 +16,7 @@ from nerbook.instruct import (
     answer_scores,
     entities_of,
     instruction_pair,
+    load_causal_lm,
     parse_answer,
 )
 from nerbook.model import train_wordpiece
@@ -121,3 +122,15 @@ def test_greedy_answers_are_the_tokens_transformers_generate_picks(tok):
         lengths.add(len(out))
         assert answer(model, tok, prompt, max_new_tokens=12) == tok.decode(out).split()
     assert min(lengths) < 12  # at least one answer ended at [SEP], before the limit
+
+
+def test_a_saved_causal_lm_loads_back_with_its_tokenizer(tok, tmp_path):
+    model = tiny_gpt(tok, seed=1, hidden=32, layers=1, heads=2, intermediate=64, dropout=0.0).eval()
+    model.save_pretrained(tmp_path / "lm", safe_serialization=True)
+    tok.save_pretrained(tmp_path)
+    loaded, loaded_tok = load_causal_lm(tmp_path / "lm", tmp_path)
+    ids = torch.tensor([tok(["Acme", "hired", "Bo"], is_split_into_words=True)["input_ids"]])
+    assert loaded_tok(["Acme", "hired", "Bo"], is_split_into_words=True)["input_ids"] == ids[0].tolist()
+    assert not loaded.training and loaded.config.nerbook_tiny
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids).logits, model(input_ids=ids).logits)

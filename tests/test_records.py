@@ -43,6 +43,22 @@ def test_committed_record_has_provenance(path):
     assert all(len(h) == 64 for h in rec["data"].values())  # sha256 of every data file
 
 
+def _saved_files(record: dict) -> dict[str, str]:
+    """The files an experiment kept beside its record (``bench/generation.py --save``), by path."""
+    res = record["result"]
+    return {**res.get("tokenizer", {}), **{k: v for run in res.get("runs", []) for k, v in run.get("saved", {}).items()}}
+
+
+def test_the_models_a_chapter_loads_are_the_ones_their_record_made():
+    """Every file a record says it saved is committed unchanged: the sha256 of each, computed here
+    with hashlib, matches the record (so a chapter that loads them shows what the record measured)."""
+    saved = {k: v for p in RECORDS for k, v in _saved_files(json.loads(p.read_text())).items()}
+    assert any(k.endswith("tuned/model.safetensors") for k in saved)
+    for rel, digest in saved.items():
+        assert not Path(rel).is_absolute() and (ROOT / rel).is_file(), rel
+        assert hashlib.sha256((ROOT / rel).read_bytes()).hexdigest() == digest, f"{rel} differs from its record"
+
+
 @pytest.mark.parametrize("path", RECORDS, ids=[p.name for p in RECORDS])
 def test_results_page_reads_every_record(path):
     rec = json.loads(path.read_text())

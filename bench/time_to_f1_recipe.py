@@ -34,7 +34,9 @@ VARIANTS = {"default": {}, "no-warmup": {"warmup_ratio": 0.0},
             "batch-64": {"batch_size": 64, "lr": 4e-4, "warmup_ratio": 0.0},
             "batch-64-lr2e-4": {"batch_size": 64, "lr": 2e-4, "warmup_ratio": 0.0},
             # no dropout during fine-tuning (its random masks cost time on a CPU), no warm-up
-            "no-dropout": {"warmup_ratio": 0.0, "dropout": 0.0}}
+            "no-dropout": {"warmup_ratio": 0.0, "dropout": 0.0},
+            # length-grouped, dynamically padded batches instead of packed rows (as the Trainer), no warm-up
+            "no-pack": {"warmup_ratio": 0.0, "packing": False}}
 
 
 def one(args: tuple[str, TrainSpec]) -> dict:

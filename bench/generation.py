@@ -149,9 +149,10 @@ def main() -> None:
     f1 = runs("dev F1", [r["dev"]["f1"] for r in rows])
     print(f"dev entity-set F1 over seeds {args.seeds}: {format_mean_sd(f1.values)}")
     if args.record:
-        tokenizer_files = {f.as_posix(): sha256_file(f) for f in sorted(save_to.glob("*.json"))} if save_to else {}
-        result = {"setup": vars(args), "runs": rows, **({"tokenizer": tokenizer_files} if save_to else {}), "summary": {"f1_mean": f1.mean, "f1_sd": f1.sd},
+        result = {"setup": vars(args), "runs": rows, "summary": {"f1_mean": f1.mean, "f1_sd": f1.sd},
                   "seconds": time.perf_counter() - t0}
+        if save_to:  # the models' files are listed in their runs
+            result["tokenizer"] = {f.as_posix(): sha256_file(f) for f in sorted(save_to.glob("*.json"))}
         texts = ({"pretraining-corpus.txt": "\n".join(tok.decode(ids) for ids in corpus)}
                  if args.pretrain_steps and not args.tagger else {})
         print("wrote", write_generated_record(args.record, result, {"synthetic": ner}, texts,

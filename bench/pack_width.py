@@ -9,8 +9,10 @@ word embeddings frozen as in training; no optimiser step, so that every setting 
 weights) on the same random batches of CoNLL-2003 windows packed at each ``--row-lengths``, beside
 two padded references: the same random batches padded to their longest window, and length-grouped
 batches of the same windows padded to their longest (what the tuned ``Trainer`` and
-``nerbook train --no-packing`` use). The settings take turns, ``--rounds`` times, and each is
-reported by the median of its rounds, in real tokens per second:
+``nerbook train --no-packing`` use). The settings take turns, ``--rounds`` times, in a new
+(seeded) order every round, and each is reported by the median of its rounds, in real tokens per
+second. Two widths that give identical batches (any width up to the longest window) are a control:
+their difference is the measurement's noise.
 
     python bench/pack_width.py PATH/TO/conll2003 --row-lengths 16 32 64 128 \\
         --record records/pack-width-cpu-minilm-conll2003.json
@@ -81,9 +83,11 @@ def main() -> None:
     for batches in settings.values():  # warm-up: first calls allocate and pick kernels
         passes(model, batches[:3], bf16)
     seconds = {name: [] for name in settings}
-    for _ in range(args.rounds):
-        for name, batches in settings.items():
-            seconds[name].append(passes(model, batches, bf16))
+    order = list(settings)
+    for r in range(args.rounds):  # a new order every round: the setting that follows a change of shapes pays for it
+        random.Random(r).shuffle(order)
+        for name in order:
+            seconds[name].append(passes(model, settings[name], bf16))
     rows = []
     for name, batches in settings.items():
         real = sum(int(real_tokens(b, tokenizer.pad_token_id)) for b in batches)

@@ -26,28 +26,17 @@ import argparse
 import random
 import statistics
 import sys
-import time
 
 import torch
 
 from nerbook.align import WindowConfig, encode_windows
 from nerbook.batching import LengthGroupedBatchSampler, PackingCollator, real_tokens, token_collator
 from nerbook.bench.contenders import load_bench_model
+from nerbook.bench.measure import time_passes
 from nerbook.data import load_splits
 from nerbook.records import write_record
 from nerbook.runtime import resolve_precision
 from nerbook.train import freeze_word_embeddings
-
-
-def passes(model, batches, bf16: bool) -> float:
-    """Seconds for the forward and backward passes of ``batches``."""
-    start = time.perf_counter()
-    for batch in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(**batch).loss
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -81,13 +70,13 @@ def main() -> None:
     settings["length-grouped, padded"] = [padded([windows[i] for i in b]) for b in grouped[:args.steps]]
     bf16 = resolve_precision("auto", "cpu") == "bf16"
     for batches in settings.values():  # warm-up: first calls allocate and pick kernels
-        passes(model, batches[:3], bf16)
+        time_passes(model, batches[:3], bf16)
     seconds = {name: [] for name in settings}
     order = list(settings)
     for r in range(args.rounds):  # a new order every round: the setting that follows a change of shapes pays for it
         random.Random(r).shuffle(order)
         for name in order:
-            seconds[name].append(passes(model, settings[name], bf16))
+            seconds[name].append(time_passes(model, settings[name], bf16))
     rows = []
     for name, batches in settings.items():
         real = sum(int(real_tokens(b, tokenizer.pad_token_id)) for b in batches)

@@ -36,7 +36,11 @@ VARIANTS = {"default": {}, "no-warmup": {"warmup_ratio": 0.0},
             # no dropout during fine-tuning (its random masks cost time on a CPU), no warm-up
             "no-dropout": {"warmup_ratio": 0.0, "dropout": 0.0},
             # length-grouped, dynamically padded batches instead of packed rows (as the Trainer), no warm-up
-            "no-pack": {"warmup_ratio": 0.0, "packing": False}}
+            "no-pack": {"warmup_ratio": 0.0, "packing": False},
+            # the eager attention kernel (bench/attention_kernel.py: faster on a CPU), no warm-up
+            "eager": {"warmup_ratio": 0.0, "attention": "eager"},
+            # and without dropout on the attention weights (the hidden states keep theirs)
+            "eager-no-attention-dropout": {"warmup_ratio": 0.0, "attention": "eager", "attention_dropout": 0.0}}
 
 
 def one(args: tuple[str, TrainSpec]) -> dict:

@@ -33,7 +33,7 @@ from nerbook.batching import (
     token_collator,
 )
 from nerbook.checkpoint import load_state, save_state
-from nerbook.model import count_parameters, save_checkpoint, set_dropout
+from nerbook.model import count_parameters, save_checkpoint, set_attention, set_dropout
 from nerbook.runtime import pick_device, resolve_precision, scoring_precision, seed_everything
 from nerbook.tasks import Task, TokenTagging
 
@@ -72,6 +72,8 @@ class TrainConfig:
     adv_eps: float = 0.1  # L2 size per labelled token's embedding (the CoNLL sweep's best, records/adversarial-*)
     adv_steps: int = 3  # PGD's steps (FGM takes one)
     dropout: float | None = None  # every dropout layer's rate during training; None = the model's own (0.1 in BERT)
+    attention_dropout: float | None = None  # the attention weights' dropout alone (BERT-style models); None = as above
+    attention: str | None = None  # attention kernel while training, "eager" or "sdpa"; None = the model's own
 
 
 @dataclass
@@ -142,17 +144,25 @@ def freeze_word_embeddings(model: torch.nn.Module, setting: bool | None = None) 
 
 
 def run_settings(model: torch.nn.Module, cfg: TrainConfig):
-    """Freeze the word embeddings (:func:`freeze_word_embeddings`) and set every dropout layer
-    (``cfg.dropout``, :func:`~nerbook.model.set_dropout`) for a run; return the function that
-    hands the model back as it came."""
+    """Freeze the word embeddings (:func:`freeze_word_embeddings`), set every dropout layer
+    (``cfg.dropout``, :func:`~nerbook.model.set_dropout`), then the attention weights' dropout
+    (``cfg.attention_dropout``) and the attention kernel (``cfg.attention``,
+    :func:`~nerbook.model.set_attention`) for a run; return the function that hands the model back
+    as it came (chapter "Making it fast")."""
     frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)
     dropout_before = set_dropout(model, cfg.dropout) if cfg.dropout is not None else None
+    attention_dropout_before = (set_dropout(model, cfg.attention_dropout, attention_only=True)
+                                if cfg.attention_dropout is not None else None)
+    attention_before = set_attention(model, cfg.attention) if cfg.attention is not None else None
 
     def hand_back() -> None:
         for p in frozen:
             p.requires_grad_(True)
-        if dropout_before is not None:
-            set_dropout(model, dropout_before)
+        if attention_before is not None:
+            set_attention(model, attention_before)
+        for before in (attention_dropout_before, dropout_before):
+            if before is not None:
+                set_dropout(model, before)
 
     return hand_back
 

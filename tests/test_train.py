@@ -224,6 +224,53 @@ def test_word_embeddings_kept_unless_tiny(synth, is_tiny, setting, trained):
     assert emb.requires_grad  # handed back as it came
 
 
+def test_attention_kernel_and_its_dropout_for_the_run_only(synth, tmp_path):
+    """``TrainConfig.attention`` switches the kernel and ``attention_dropout`` the dropout on the
+    attention weights alone, for the run: packed batches get the eager kernel's additive mask, the
+    hidden states keep their dropout, the checkpoint says what trained, and the model comes back
+    as it came. Without dropout and in fp32, the kernel changes the speed, not the model: the
+    losses of a run with each kernel agree."""
+    from nerbook.model import set_attention, set_dropout
+
+    model, tok = tiny(synth)
+    assert model.config._attn_implementation == "sdpa"
+    seen = []
+    hooks = [model.bert.encoder.layer[0].attention.self.register_forward_pre_hook(
+                 lambda m, args: seen.append(("attention", m.training, m.dropout.p, m.config._attn_implementation))),
+             model.bert.encoder.layer[0].output.register_forward_pre_hook(
+                 lambda m, args: seen.append(("hidden", m.training, m.dropout.p, None))),
+             model.register_forward_pre_hook(
+                 lambda m, args, kw: seen.append(("mask", m.training, kw["attention_mask"].dtype,
+                                                  kw["attention_mask"].dim())), with_kwargs=True)]
+    train(model, tok, synth["train"].select(range(32)), None,
+          TrainConfig(epochs=1, batch_size=16, attention="eager", attention_dropout=0.0, **QUIET),
+          out_dir=tmp_path / "run")
+    for h in hooks:
+        h.remove()
+    during = [s for s in seen if s[1]]
+    assert ("attention", True, 0.0, "eager") in during and ("hidden", True, 0.1, None) in during
+    assert ("mask", True, torch.float32, 4) in during  # the packed rows' mask, as the eager kernel adds it
+    assert {s for s in during if s[0] != "mask"} == {("attention", True, 0.0, "eager"), ("hidden", True, 0.1, None)}
+    saved = json.loads((tmp_path / "run" / "best" / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.0 and saved["hidden_dropout_prob"] == 0.1
+    assert model.config._attn_implementation == "sdpa" and model.config.attention_probs_dropout_prob == 0.1
+    assert model.bert.encoder.layer[0].attention.self.dropout.p == 0.1
+    losses = {}
+    for kernel in ("sdpa", "eager"):
+        m, _ = tiny(synth)
+        res = train(m, tok, synth["train"].select(range(64)), None,
+                    TrainConfig(epochs=1, batch_size=8, log_every=1, dropout=0.0, attention=kernel,
+                                mixed_precision="no", **QUIET))
+        losses[kernel] = torch.tensor([s["loss"] for s in res.history["steps"]])
+    assert len(losses["sdpa"]) >= 8 and torch.allclose(losses["sdpa"], losses["eager"], atol=1e-4)
+    with pytest.raises(ValueError, match="choose"):
+        set_attention(model, "flash")
+    with pytest.raises(ValueError, match="no switch"):
+        set_attention(torch.nn.Linear(2, 2), "eager")
+    with pytest.raises(ValueError, match="no BERT-style attention dropout"):
+        set_dropout(torch.nn.Sequential(torch.nn.Dropout(0.1)), 0.0, attention_only=True)
+
+
 def test_dropout_setting_during_training_only(synth, tmp_path):
     """``TrainConfig.dropout`` sets every dropout layer for the run; the saved checkpoint says so,
     and the model comes back with its own rates."""

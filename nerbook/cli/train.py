@@ -12,7 +12,9 @@ from nerbook.cli.common import CliError, positive
 #: no warm-up. Without the warm-up nerbook reached dev F1 0.88 in fewer tokens in every seed of
 #: :data:`TTF_RECORD`, and over three seeds its final dev F1 after 3 epochs on the full CoNLL-2003
 #: training set matched the warm-up's (:data:`RECIPE_RECORDS`; chapter "Making it fast").
-OFFLINE_RECIPE = {"batch_size": 16, "lr": 2e-4, "warmup_ratio": 0.0, "dropout": None}
+#: On a CPU it trains with the eager attention kernel, which ran faster than sdpa on the same packed
+#: batches and computes the same model (:data:`ATTENTION_RECORDS`).
+OFFLINE_RECIPE = {"batch_size": 16, "lr": 2e-4, "warmup_ratio": 0.0, "dropout": None, "attention": "eager"}
 #: The learning-rate sweep (``bench/lr_defaults.py``: 1,000 sentences, 3 epochs, 2 seeds).
 LR_RECORD = "records/lr-defaults-cpu-minilm-conll2003.json"
 #: Tokens to dev F1 0.88, with and without the warm-up (``bench/time_to_f1_recipe.py``).
@@ -20,16 +22,25 @@ TTF_RECORD = "records/time-to-f1-recipe-cpu-minilm-conll2003.json"
 #: Final dev F1 of whole runs, with and without the warm-up (``bench/time_to_f1_recipe.py``).
 RECIPE_RECORDS = ("records/recipe-final-f1-cpu-minilm-conll2003.json",
                   "records/recipe-final-f1-no-warmup-cpu-minilm-conll2003.json")
+#: The attention kernel's speed (``bench/attention_kernel.py``) and tokens to dev F1 0.88 with it
+#: (``bench/time_to_f1_recipe.py``).
+ATTENTION_RECORDS = ("records/attention-kernel-cpu-minilm-conll2003.json",
+                     "records/time-to-f1-attention-cpu-minilm-conll2003.json")
 #: For every other model (BERT-base and the like): batch 16, 5e-5 (the top of the range Devlin et al.
 #: (2019) recommend for fine-tuning BERT) and a warm-up over 10% of the steps; not measured here.
-OTHER_RECIPE = {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None}
+OTHER_RECIPE = {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None, "attention": None}
 
 
 def default_recipe(model: str, resume: str | None = None) -> dict:
     """Batch size, peak learning rate and warm-up share that ``nerbook train`` uses where the
     command line does not say: an interrupted run's own when resuming (so that a resumed run ends
-    as it would have), else by model (:data:`OFFLINE_RECIPE`, :data:`OTHER_RECIPE`)."""
+    as it would have), else by model (:data:`OFFLINE_RECIPE`, :data:`OTHER_RECIPE`). The eager
+    attention kernel only where training runs on a CPU, where it was measured; elsewhere the model's own."""
+    from nerbook.runtime import pick_device
+
     recipe = dict(OFFLINE_RECIPE if model == "offline" else OTHER_RECIPE)
+    if recipe["attention"] == "eager" and pick_device() != "cpu":
+        recipe["attention"] = None
     if resume:
         from nerbook.model import read_checkpoint_meta
 
@@ -42,7 +53,8 @@ def add_parser(sub) -> None:
     t = sub.add_parser("train", help="fine-tune a model on CoNLL data",
                        description="Fine-tune a model on CoNLL data; the best model (dev entity F1) goes to OUT/best.",
                        epilog="The offline MiniLM's default batch size, learning rate and warm-up were measured on "
-                              "CoNLL-2003 (chapter 'Making it fast'): " + ", ".join((LR_RECORD, TTF_RECORD, *RECIPE_RECORDS)))
+                              "CoNLL-2003 (chapter 'Making it fast'): "
+                              + ", ".join((LR_RECORD, TTF_RECORD, *RECIPE_RECORDS, *ATTENTION_RECORDS)))
     t.add_argument("--task", choices=["ner", "classify"], default="ner",
                    help="ner (default): CoNLL files, a tag per word; classify: label<TAB>text files (train.tsv "
                         "and valid.tsv in a folder), a label per text, the same loop with a classification head")
@@ -91,7 +103,7 @@ def add_parser(sub) -> None:
 
 
 def add_recipe_arguments(t) -> None:
-    """--batch-size, --grad-accum, --lr, --warmup-ratio, --dropout: their defaults depend on the model."""
+    """--batch-size, --grad-accum, --lr, --warmup-ratio, --attention, --dropout: their defaults depend on the model."""
     recipe = ("(default: {offline} for --model offline, measured: see below; {other} for other models; "
               "with --resume, the interrupted run's)")
     t.add_argument("--batch-size", type=positive(int), help="windows per batch " + recipe.format(
@@ -103,6 +115,8 @@ def add_recipe_arguments(t) -> None:
     t.add_argument("--warmup-ratio", type=share, metavar="R", help="share of the steps over which the learning "
                    "rate rises to its peak " + recipe.format(offline=OFFLINE_RECIPE["warmup_ratio"],
                                                               other=OTHER_RECIPE["warmup_ratio"]))
+    t.add_argument("--attention", choices=["eager", "sdpa"], help="attention kernel while training " + recipe.format(
+        offline="eager on a CPU, measured", other="the model's own (sdpa in transformers' BERT)"))
     own = "the model's own, 0.1 in BERT and MiniLM"
     t.add_argument("--dropout", type=share, metavar="P", help="rate of every dropout layer while training " + recipe.format(
         offline=OFFLINE_RECIPE["dropout"] if OFFLINE_RECIPE["dropout"] is not None else own,
@@ -136,8 +150,10 @@ def run(args: argparse.Namespace) -> dict:
     for key, value in default_recipe(args.model, args.resume).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.attention is not None:
+        check_attention(model, args.attention)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio,
-                      dropout=args.dropout,
+                      dropout=args.dropout, attention=args.attention,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
                       grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,
@@ -187,6 +203,16 @@ def check_out(out: Path, overwrite: bool, resume: str | None) -> None:
     for old in [out / "best", out / "last", *out.glob(".best.*"), *out.glob(".last.*")]:
         if old.is_dir():
             shutil.rmtree(old)
+
+
+def check_attention(model, kernel: str) -> None:
+    """``--attention``: a kernel the model can switch to (tried, then switched back), else a :class:`CliError`."""
+    from nerbook.model import set_attention
+
+    try:
+        set_attention(model, set_attention(model, kernel))
+    except ValueError as e:
+        raise CliError(f"--attention {kernel}: {e}") from None
 
 
 def check_adversarial(args: argparse.Namespace) -> None:

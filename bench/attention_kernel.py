@@ -32,9 +32,9 @@ from nerbook.batching import PackingCollator, real_tokens
 from nerbook.bench.contenders import load_bench_model
 from nerbook.bench.measure import time_passes
 from nerbook.data import load_splits
-from nerbook.model import set_attention, set_dropout
 from nerbook.records import write_record
 from nerbook.runtime import resolve_precision
+from nerbook.switches import set_attention, set_dropout
 from nerbook.train import freeze_word_embeddings
 
 

@@ -37,9 +37,9 @@ from nerbook.bench.contenders import load_bench_model
 from nerbook.bench.measure import TokenCounter, matmul_tflops, model_flops
 from nerbook.cli.train import share
 from nerbook.data import load_splits
-from nerbook.model import set_dropout
 from nerbook.records import write_record
 from nerbook.runtime import resolve_precision
+from nerbook.switches import set_dropout
 from nerbook.train import TrainConfig, freeze_word_embeddings, make_loader, make_optimizer
 
 #: Operator kinds, by the first pattern that an ATen operator's name matches.

@@ -62,7 +62,7 @@ _SUBMODULES = {
     "adversarial", "align", "attention", "attribution", "batching", "bench", "bias", "calibration", "classify", "cli",
     "continual", "data", "export", "hub", "instruct", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb",
     "pii", "pii_eval", "predict", "pretrain", "records", "redact", "runtime", "scaling", "schemes", "serve", "spread",
-    "synthetic", "tasks", "train", "viz",
+    "switches", "synthetic", "tasks", "train", "viz",
 }
 
 __all__ = ["Profile", "__version__", "setup_notebook", *sorted(_SUBMODULES)]

@@ -33,8 +33,9 @@ from nerbook.batching import (
     token_collator,
 )
 from nerbook.checkpoint import load_state, save_state
-from nerbook.model import count_parameters, save_checkpoint, set_attention, set_dropout
+from nerbook.model import count_parameters, save_checkpoint
 from nerbook.runtime import pick_device, resolve_precision, scoring_precision, seed_everything
+from nerbook.switches import set_attention, set_dropout
 from nerbook.tasks import Task, TokenTagging
 
 
@@ -145,9 +146,9 @@ def freeze_word_embeddings(model: torch.nn.Module, setting: bool | None = None) 
 
 def run_settings(model: torch.nn.Module, cfg: TrainConfig):
     """Freeze the word embeddings (:func:`freeze_word_embeddings`), set every dropout layer
-    (``cfg.dropout``, :func:`~nerbook.model.set_dropout`), then the attention weights' dropout
+    (``cfg.dropout``, :func:`~nerbook.switches.set_dropout`), then the attention weights' dropout
     (``cfg.attention_dropout``) and the attention kernel (``cfg.attention``,
-    :func:`~nerbook.model.set_attention`) for a run; return the function that hands the model back
+    :func:`~nerbook.switches.set_attention`) for a run; return the function that hands the model back
     as it came (chapter "Making it fast")."""
     frozen = freeze_word_embeddings(model, cfg.freeze_word_embeddings)
     dropout_before = set_dropout(model, cfg.dropout) if cfg.dropout is not None else None

@@ -230,7 +230,7 @@ def test_attention_kernel_and_its_dropout_for_the_run_only(synth, tmp_path):
     hidden states keep their dropout, the checkpoint says what trained, and the model comes back
     as it came. Without dropout and in fp32, the kernel changes the speed, not the model: the
     losses of a run with each kernel agree."""
-    from nerbook.model import set_attention, set_dropout
+    from nerbook.switches import set_attention, set_dropout
 
     model, tok = tiny(synth)
     assert model.config._attn_implementation == "sdpa"
@@ -274,7 +274,7 @@ def test_attention_kernel_and_its_dropout_for_the_run_only(synth, tmp_path):
 def test_dropout_setting_during_training_only(synth, tmp_path):
     """``TrainConfig.dropout`` sets every dropout layer for the run; the saved checkpoint says so,
     and the model comes back with its own rates."""
-    from nerbook.model import set_dropout
+    from nerbook.switches import set_dropout
 
     model, tok = tiny(synth)
     rates = {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)}

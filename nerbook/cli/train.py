@@ -12,9 +12,12 @@ from nerbook.cli.common import CliError, positive
 #: no warm-up. Without the warm-up nerbook reached dev F1 0.88 in fewer tokens in every seed of
 #: :data:`TTF_RECORD`, and over three seeds its final dev F1 after 3 epochs on the full CoNLL-2003
 #: training set matched the warm-up's (:data:`RECIPE_RECORDS`; chapter "Making it fast").
-#: On a CPU it trains with the eager attention kernel, which ran faster than sdpa on the same packed
-#: batches and computes the same model (:data:`ATTENTION_RECORDS`).
-OFFLINE_RECIPE = {"batch_size": 16, "lr": 2e-4, "warmup_ratio": 0.0, "dropout": None, "attention": "eager"}
+#: On a CPU it trains with the eager attention kernel, which computes the same model and ran faster than
+#: sdpa on the same packed batches; and without dropout on the attention weights (the hidden states keep
+#: theirs), which ran faster still, needed no more tokens to dev F1 0.88 and ended within the
+#: seed-to-seed spread of the runs with it, above them (:data:`ATTENTION_RECORDS`).
+OFFLINE_RECIPE = {"batch_size": 16, "lr": 2e-4, "warmup_ratio": 0.0, "dropout": None, "attention": "eager",
+                  "attention_dropout": 0.0}
 #: The learning-rate sweep (``bench/lr_defaults.py``: 1,000 sentences, 3 epochs, 2 seeds).
 LR_RECORD = "records/lr-defaults-cpu-minilm-conll2003.json"
 #: Tokens to dev F1 0.88, with and without the warm-up (``bench/time_to_f1_recipe.py``).
@@ -22,13 +25,15 @@ TTF_RECORD = "records/time-to-f1-recipe-cpu-minilm-conll2003.json"
 #: Final dev F1 of whole runs, with and without the warm-up (``bench/time_to_f1_recipe.py``).
 RECIPE_RECORDS = ("records/recipe-final-f1-cpu-minilm-conll2003.json",
                   "records/recipe-final-f1-no-warmup-cpu-minilm-conll2003.json")
-#: The attention kernel's speed (``bench/attention_kernel.py``) and tokens to dev F1 0.88 with it
-#: (``bench/time_to_f1_recipe.py``).
+#: The attention kernel's speed (``bench/attention_kernel.py``), tokens to dev F1 0.88 with it and the
+#: final dev F1 of whole runs without the attention weights' dropout (``bench/time_to_f1_recipe.py``).
 ATTENTION_RECORDS = ("records/attention-kernel-cpu-minilm-conll2003.json",
-                     "records/time-to-f1-attention-cpu-minilm-conll2003.json")
+                     "records/time-to-f1-attention-cpu-minilm-conll2003.json",
+                     "records/recipe-final-f1-eager-no-attention-dropout-cpu-minilm-conll2003.json")
 #: For every other model (BERT-base and the like): batch 16, 5e-5 (the top of the range Devlin et al.
 #: (2019) recommend for fine-tuning BERT) and a warm-up over 10% of the steps; not measured here.
-OTHER_RECIPE = {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None, "attention": None}
+OTHER_RECIPE = {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None, "attention": None,
+                "attention_dropout": None}
 
 
 def default_recipe(model: str, resume: str | None = None) -> dict:
@@ -103,7 +108,8 @@ def add_parser(sub) -> None:
 
 
 def add_recipe_arguments(t) -> None:
-    """--batch-size, --grad-accum, --lr, --warmup-ratio, --attention, --dropout: their defaults depend on the model."""
+    """--batch-size, --grad-accum, --lr, --warmup-ratio, --attention, --dropout, --attention-dropout: their
+    defaults depend on the model."""
     recipe = ("(default: {offline} for --model offline, measured: see below; {other} for other models; "
               "with --resume, the interrupted run's)")
     t.add_argument("--batch-size", type=positive(int), help="windows per batch " + recipe.format(
@@ -121,6 +127,9 @@ def add_recipe_arguments(t) -> None:
     t.add_argument("--dropout", type=share, metavar="P", help="rate of every dropout layer while training " + recipe.format(
         offline=OFFLINE_RECIPE["dropout"] if OFFLINE_RECIPE["dropout"] is not None else own,
         other=OTHER_RECIPE["dropout"] if OTHER_RECIPE["dropout"] is not None else own))
+    t.add_argument("--attention-dropout", type=share, metavar="P", help="rate of the dropout on the attention "
+                   "weights alone (BERT-style models), after --dropout " + recipe.format(
+                       offline=OFFLINE_RECIPE["attention_dropout"], other=own))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -150,10 +159,9 @@ def run(args: argparse.Namespace) -> dict:
     for key, value in default_recipe(args.model, args.resume).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.attention is not None:
-        check_attention(model, args.attention)
+    check_attention(model, args.attention, args.attention_dropout)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, warmup_ratio=args.warmup_ratio,
-                      dropout=args.dropout, attention=args.attention,
+                      dropout=args.dropout, attention=args.attention, attention_dropout=args.attention_dropout,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
                       grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,
@@ -205,14 +213,18 @@ def check_out(out: Path, overwrite: bool, resume: str | None) -> None:
             shutil.rmtree(old)
 
 
-def check_attention(model, kernel: str) -> None:
-    """``--attention``: a kernel the model can switch to (tried, then switched back), else a :class:`CliError`."""
-    from nerbook.model import set_attention
+def check_attention(model, kernel: str | None, dropout: float | None) -> None:
+    """``--attention`` must name a kernel the model can switch to, and ``--attention-dropout`` needs
+    a BERT-style attention dropout (both tried, then put back); else a :class:`CliError`."""
+    from nerbook.switches import set_attention, set_dropout
 
-    try:
-        set_attention(model, set_attention(model, kernel))
-    except ValueError as e:
-        raise CliError(f"--attention {kernel}: {e}") from None
+    for flag, value, change in (("--attention", kernel, set_attention),
+                                ("--attention-dropout", dropout, lambda m, v: set_dropout(m, v, attention_only=True))):
+        if value is not None:
+            try:
+                change(model, change(model, value))
+            except ValueError as e:
+                raise CliError(f"{flag} {value}: {e}") from None
 
 
 def check_adversarial(args: argparse.Namespace) -> None:

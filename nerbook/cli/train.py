@@ -37,10 +37,11 @@ OTHER_RECIPE = {"batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": No
 
 
 def default_recipe(model: str, resume: str | None = None) -> dict:
-    """Batch size, peak learning rate and warm-up share that ``nerbook train`` uses where the
-    command line does not say: an interrupted run's own when resuming (so that a resumed run ends
-    as it would have), else by model (:data:`OFFLINE_RECIPE`, :data:`OTHER_RECIPE`). The eager
-    attention kernel only where training runs on a CPU, where it was measured; elsewhere the model's own."""
+    """Batch size, peak learning rate, warm-up share, dropout and attention kernel that ``nerbook
+    train`` uses where the command line does not say: an interrupted run's own when resuming (so
+    that a resumed run ends as it would have), else by model (:data:`OFFLINE_RECIPE`,
+    :data:`OTHER_RECIPE`). The eager attention kernel only where training runs on a CPU, where it
+    was measured; elsewhere the model's own."""
     from nerbook.runtime import pick_device
 
     recipe = dict(OFFLINE_RECIPE if model == "offline" else OTHER_RECIPE)
@@ -57,7 +58,8 @@ def default_recipe(model: str, resume: str | None = None) -> dict:
 def add_parser(sub) -> None:
     t = sub.add_parser("train", help="fine-tune a model on CoNLL data",
                        description="Fine-tune a model on CoNLL data; the best model (dev entity F1) goes to OUT/best.",
-                       epilog="The offline MiniLM's default batch size, learning rate and warm-up were measured on "
+                       epilog="The offline MiniLM's default batch size, learning rate, warm-up, attention kernel and "
+                              "attention dropout were measured on "
                               "CoNLL-2003 (chapter 'Making it fast'): "
                               + ", ".join((LR_RECORD, TTF_RECORD, *RECIPE_RECORDS, *ATTENTION_RECORDS)))
     t.add_argument("--task", choices=["ner", "classify"], default="ner",

@@ -506,3 +506,30 @@ def test_nerbook_loop_takes_the_overrides(monkeypatch):
     nerbook_loop(None, None, None, TrainSpec(train="x", batch_size=16, lr=2e-4, epochs=3, nerbook_config=overrides), "cpu")
     cfg = seen["cfg"]
     assert (cfg.batch_size, cfg.lr, cfg.warmup_ratio, cfg.freeze_word_embeddings, cfg.epochs) == (64, 4e-4, 0.0, False, 3)
+
+
+def test_take_turns_warms_up_then_times_every_setting_each_round_in_a_new_order():
+    """nerbook.bench.turns.take_turns (bench/pack_width.py, bench/attention_kernel.py): one warm-up
+    call of 3 batches per setting, then every setting once per round on all its batches, the
+    order reshuffled by the round's seed; the seconds come back by setting, round by round."""
+    import random
+
+    from nerbook.bench.turns import take_turns
+
+    calls = []
+
+    def run(name, first):
+        calls.append((name, first))
+        return float(len(calls))
+
+    names = ["a", "b", "c", "d"]
+    seconds = take_turns(names, run, rounds=3)
+    assert calls[:4] == [(n, 3) for n in names]
+    timed = calls[4:]
+    assert all(first is None for _, first in timed) and len(timed) == 12
+    expected, order = [], list(names)
+    for r in range(3):
+        random.Random(r).shuffle(order)
+        expected += order
+    assert [n for n, _ in timed] == expected
+    assert seconds == {n: [float(5 + i) for i, m in enumerate(expected) if m == n] for n in names}

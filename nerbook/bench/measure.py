@@ -186,19 +186,3 @@ def matmul_tflops(device: str, dtype: str = "bf16", size: int = 1024, min_second
 def matmul_rates(device: str, dtypes: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, float]:
     """:func:`matmul_tflops` for each dtype, keyed by its name."""
     return {d: matmul_tflops(device, d) for d in dtypes}
-
-
-def time_passes(model, batches, bf16: bool) -> float:
-    """Seconds for the forward and backward passes of ``batches`` (bf16 autocast on the CPU with
-    ``bf16``), gradients dropped after each: no optimiser step, so that settings timed in turns
-    see the same weights (``bench/pack_width.py``, ``bench/attention_kernel.py``; chapter "Making
-    it fast")."""
-    import torch
-
-    start = perf_counter()
-    for batch in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = model(**batch).loss
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-    return perf_counter() - start

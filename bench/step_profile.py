@@ -16,6 +16,11 @@ the model's own dropout or each rate of ``--dropout`` (``model``: the model's ow
         --record records/step-profile-cpu-minilm-conll2003.json
     python bench/step_profile.py PATH/TO/conll2003 --batch-sizes 16 64 --dropout model 0 \\
         --record records/step-profile-dropout-cpu-minilm-conll2003.json
+    python bench/step_profile.py PATH/TO/conll2003 --batch-sizes 16 64 --attention eager \\
+        --attention-dropout 0 --record records/step-profile-eager-cpu-minilm-conll2003.json
+
+``--attention`` and ``--attention-dropout`` set the attention kernel and the dropout on the
+attention weights alone (``nerbook.switches``), as ``nerbook train --model offline`` does on a CPU.
 
 The shares are of operator time under the profiler, which adds its own overhead; tokens per
 second are timed without it. The record's kind is ``"experiment"``.
@@ -39,7 +44,7 @@ from nerbook.cli.train import share
 from nerbook.data import load_splits
 from nerbook.records import write_record
 from nerbook.runtime import resolve_precision
-from nerbook.switches import set_dropout
+from nerbook.switches import set_attention, set_dropout
 from nerbook.train import TrainConfig, freeze_word_embeddings, make_loader, make_optimizer
 
 #: Operator kinds, by the first pattern that an ATen operator's name matches.
@@ -129,6 +134,10 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20, help="timed steps, then as many profiled")
     p.add_argument("--dropout", nargs="+", default=["model"], type=dropout_rate,
                    help="dropout rates to profile, each a number in [0, 1) or 'model' (the model's own)")
+    p.add_argument("--attention", choices=("model", "eager", "sdpa"), default="model",
+                   help="the attention kernel (model: the model's own)")
+    p.add_argument("--attention-dropout", default="model", type=dropout_rate,
+                   help="dropout on the attention weights alone, a number in [0, 1) or 'model'")
     p.add_argument("--threads", type=int, default=2, help="CPU threads (the machines this book runs on have 2)")
     p.add_argument("--record", help="write the measurements and their provenance to this JSON file")
     args = p.parse_args()
@@ -140,6 +149,10 @@ def main() -> None:
         model, tokenizer = load_bench_model(args.model, schema, train_ds["tokens"], seed=0)
         if dropout != "model":
             set_dropout(model, dropout)
+        if args.attention != "model":
+            set_attention(model, args.attention)
+        if args.attention_dropout != "model":
+            set_dropout(model, args.attention_dropout, attention_only=True)
         row = {"dropout": dropout, **step_profile(model, tokenizer, train_ds, batch_size, args.warmup, args.steps)}
         tokens = round(row["computed_tokens_per_batch"])
         row["matmul_tflops"] = {"1024": {d: matmul_tflops("cpu", d) for d in ("fp32", "bf16")},
@@ -155,7 +168,7 @@ def main() -> None:
     if args.record:
         setup = {"model": args.model, "limit": args.limit, "threads": torch.get_num_threads(),
                  "warmup": args.warmup, "steps": args.steps,
-                 "dropout": args.dropout,
+                 "dropout": args.dropout, "attention": args.attention, "attention_dropout": args.attention_dropout,
                  "note": "one process, one setting after the other; shares are of profiled operator time"}
         path = write_record(args.record, {"setup": setup, "rows": rows}, data=[args.data], kind="experiment",
                             command=["python", "bench/step_profile.py", *sys.argv[1:]])

@@ -43,6 +43,22 @@ def test_a_notebook_start_imports_neither_peft_nor_the_compiler_yet_asks_for_det
     assert out.stdout.split() == ["[]", "True", "True"]
 
 
+def test_a_notebook_computes_with_the_same_threads_on_any_number_of_cores():
+    """Checked notebook outputs depend on torch's thread count (nerbook.notebook.NOTEBOOK_THREADS);
+    torch's default follows the cores, so a chapter started on one core must still use two."""
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); import torch, nerbook; "
+            "before = torch.get_num_threads(); nerbook.setup_notebook(seed=0, verbose=False); "
+            "print(before, torch.get_num_threads())")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("OMP_NUM_THREADS", None)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    from nerbook.notebook import NOTEBOOK_THREADS
+
+    assert out.stdout.split() == ["1", str(NOTEBOOK_THREADS)]
+
+
 def test_resolve_device():
     assert resolve_device("auto") == resolve_device(None) == pick_device()
     assert resolve_device("cpu") == "cpu"

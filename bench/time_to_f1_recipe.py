@@ -40,7 +40,10 @@ VARIANTS = {"default": {}, "no-warmup": {"warmup_ratio": 0.0},
             # the eager attention kernel (bench/attention_kernel.py: faster on a CPU), no warm-up
             "eager": {"warmup_ratio": 0.0, "attention": "eager"},
             # and without dropout on the attention weights (the hidden states keep theirs)
-            "eager-no-attention-dropout": {"warmup_ratio": 0.0, "attention": "eager", "attention_dropout": 0.0}}
+            "eager-no-attention-dropout": {"warmup_ratio": 0.0, "attention": "eager", "attention_dropout": 0.0},
+            # the same with batches of 64 at the same peak lr (bench train --batch-size 64's recipe)
+            "batch-64-eager-no-attention-dropout": {"batch_size": 64, "lr": 2e-4, "warmup_ratio": 0.0,
+                                                    "attention": "eager", "attention_dropout": 0.0}}
 
 
 def one(args: tuple[str, TrainSpec]) -> dict:

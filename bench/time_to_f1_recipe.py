@@ -43,7 +43,10 @@ VARIANTS = {"default": {}, "no-warmup": {"warmup_ratio": 0.0},
             "eager-no-attention-dropout": {"warmup_ratio": 0.0, "attention": "eager", "attention_dropout": 0.0},
             # the same with batches of 64 at the same peak lr (bench train --batch-size 64's recipe)
             "batch-64-eager-no-attention-dropout": {"batch_size": 64, "lr": 2e-4, "warmup_ratio": 0.0,
-                                                    "attention": "eager", "attention_dropout": 0.0}}
+                                                    "attention": "eager", "attention_dropout": 0.0},
+            # and at the peak lr scaled with the square root of the batch (4e-4)
+            "batch-64-eager-lr4e-4": {"batch_size": 64, "lr": 4e-4, "warmup_ratio": 0.0,
+                                      "attention": "eager", "attention_dropout": 0.0}}
 
 
 def one(args: tuple[str, TrainSpec]) -> dict:

@@ -44,8 +44,7 @@ from nerbook.cli.train import share
 from nerbook.data import load_splits
 from nerbook.records import write_record
 from nerbook.runtime import resolve_precision
-from nerbook.switches import set_attention, set_dropout
-from nerbook.train import TrainConfig, freeze_word_embeddings, make_loader, make_optimizer
+from nerbook.train import TrainConfig, make_loader, make_optimizer, run_settings
 
 #: Operator kinds, by the first pattern that an ATen operator's name matches.
 KINDS = {"matrix products": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_scaled_dot"),
@@ -72,11 +71,13 @@ def shape_rate(model, tokens: int, dtype: str) -> float:
     return sum(flops.values()) / seconds / 1e12
 
 
-def step_profile(model, tokenizer, train_ds, batch_size: int, warmup: int, steps: int) -> dict:
-    """Time ``steps`` training steps (after ``warmup``), then profile as many again."""
-    freeze_word_embeddings(model)
+def step_profile(model, tokenizer, train_ds, cfg: TrainConfig, warmup: int, steps: int) -> dict:
+    """Time ``steps`` training steps (after ``warmup``), then profile as many again, with the
+    model set for the run as ``nerbook.train`` sets it (:func:`~nerbook.train.run_settings`: word
+    embeddings frozen, ``cfg``'s dropout, attention dropout and attention kernel)."""
+    run_settings(model, cfg)
     model.train()
-    cfg = TrainConfig(batch_size=batch_size, lr=1e-4, seed=0)
+    batch_size = cfg.batch_size
     loader, _ = make_loader(encode_windows(train_ds, tokenizer, WindowConfig()), tokenizer, cfg,
                             PackingCollator.for_model(model, tokenizer))
     batches = list(loader)
@@ -147,13 +148,10 @@ def main() -> None:
     for batch_size, dropout in itertools.product(args.batch_sizes, args.dropout):
         torch.manual_seed(0)
         model, tokenizer = load_bench_model(args.model, schema, train_ds["tokens"], seed=0)
-        if dropout != "model":
-            set_dropout(model, dropout)
-        if args.attention != "model":
-            set_attention(model, args.attention)
-        if args.attention_dropout != "model":
-            set_dropout(model, args.attention_dropout, attention_only=True)
-        row = {"dropout": dropout, **step_profile(model, tokenizer, train_ds, batch_size, args.warmup, args.steps)}
+        own = lambda value: None if value == "model" else value  # noqa: E731  (None: the model's own)
+        cfg = TrainConfig(batch_size=batch_size, lr=1e-4, seed=0, freeze_word_embeddings=True, dropout=own(dropout),
+                          attention=own(args.attention), attention_dropout=own(args.attention_dropout))
+        row = {"dropout": dropout, **step_profile(model, tokenizer, train_ds, cfg, args.warmup, args.steps)}
         tokens = round(row["computed_tokens_per_batch"])
         row["matmul_tflops"] = {"1024": {d: matmul_tflops("cpu", d) for d in ("fp32", "bf16")},
                                 "model_shapes": {d: shape_rate(model, tokens, d) for d in ("fp32", "bf16")}}

@@ -5,6 +5,7 @@ committed records (records/bench-*.json), measured on real data."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from nerbook.bench import (
     TokenCounter,
     model_flops,
     pipeline_word_tags,
+    repeat_ratios,
     until_table,
 )
 from nerbook.cli import main
@@ -533,3 +535,14 @@ def test_take_turns_warms_up_then_times_every_setting_each_round_in_a_new_order(
         expected += order
     assert [n for n, _ in timed] == expected
     assert seconds == {n: [float(5 + i) for i, m in enumerate(expected) if m == n] for n in names}
+
+
+def test_repeat_ratios_pairs_the_repeats():
+    """The contender's seconds over nerbook's in the same repeat; None where a repeat missed the target."""
+    result = {"time_to_f1": {"nerbook": {"seconds_to_f1": [100.0, 120.0, 90.0]},
+                             "trainer-tuned": {"seconds_to_f1": [150.0, None, 270.0]}}}
+    assert repeat_ratios(result) == [1.5, None, 3.0]
+    # the committed batch-64 record: 207.3 / 120.7 and 214.8 / 115.0 (its log lines)
+    rec = json.loads((Path(__file__).resolve().parents[1] / "records"
+                      / "bench-time-to-f1-cpu-minilm-conll2003-batch64.json").read_text())
+    assert [round(r, 2) for r in repeat_ratios(rec["result"])] == [1.72, 1.87]

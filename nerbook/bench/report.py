@@ -55,6 +55,16 @@ def until_table(result: dict) -> str:
     return "\n".join(lines + ([recipe] if recipe else []))
 
 
+def repeat_ratios(result: dict, contender: str = "trainer-tuned") -> list[float | None]:
+    """How many times sooner nerbook reached the target than ``contender``, repeat by repeat, in a
+    time-to-F1 run (:func:`until_table`): the contender's seconds over nerbook's in the same repeat,
+    ``None`` where either did not reach it. The mean ratio hides how far apart the repeats are; a
+    goal such as "1.5 times sooner" holds for the run only if it holds in every repeat."""
+    reach = result["time_to_f1"]
+    return [None if theirs is None or ours is None else theirs / ours
+            for theirs, ours in zip(reach[contender]["seconds_to_f1"], reach["nerbook"]["seconds_to_f1"], strict=True)]
+
+
 def predict_table(result: dict) -> str:
     """One line per contender of :func:`nerbook.bench.bench_predict`'s result: seconds, ratio,
     sentences per second, span agreement with nerbook (all, and on single-piece words), F1."""

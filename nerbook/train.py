@@ -75,6 +75,7 @@ class TrainConfig:
     dropout: float | None = None  # every dropout layer's rate during training; None = the model's own (0.1 in BERT)
     attention_dropout: float | None = None  # the attention weights' dropout alone (BERT-style models); None = as above
     attention: str | None = None  # attention kernel while training, "eager" or "sdpa"; None = the model's own
+    label_smoothing: float = 0.0  # share of each labelled token's target spread over all labels (NER only)
 
 
 @dataclass
@@ -218,6 +219,30 @@ def make_loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig,
     return DataLoader(rows, batch_sampler=sampler, collate_fn=collate or token_collator(tokenizer)), sampler
 
 
+def tagging_loss(model, batch: dict, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The token-tagging cross-entropy with label smoothing (Szegedy et al. 2016): each labelled
+    token's target puts ``1 - label_smoothing`` on its tag and spreads ``label_smoothing`` evenly over
+    all tags (its own included), so the model is not pushed towards ever larger logits; positions
+    labelled -100 (later subwords, special tokens, padding) count for nothing, as in the model's
+    own loss, which this equals at ``label_smoothing=0`` (chapter "Results", the accuracy goal)."""
+    labels = batch["labels"]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=-100, label_smoothing=label_smoothing)
+
+
+def check_label_smoothing(cfg: TrainConfig, task: Task) -> None:
+    """``cfg.label_smoothing`` must be in [0, 1), for token tagging, without adversarial training
+    (whose extra passes take the model's own loss): else a ValueError that says which."""
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.label_smoothing and not isinstance(task, TokenTagging):
+        raise ValueError(f"label_smoothing is for token tagging (NER) only, not {type(task).__name__}")
+    if cfg.label_smoothing and cfg.adversarial:
+        raise ValueError("label_smoothing with adversarial training is not supported: its extra passes "
+                         "take the model's own loss")
+
+
 def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Dataset | None = None,
           cfg: TrainConfig | None = None, out_dir: str | Path | None = None,
           resume_from: str | Path | None = None, task: Task | None = None) -> TrainResult:
@@ -226,6 +251,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     main dev score) goes to ``out_dir/best`` and the state to resume from to ``out_dir/last``.
     Returns a :class:`TrainResult` whose ``model`` holds the best weights."""
     cfg, task = cfg or TrainConfig(), task or TokenTagging()
+    check_label_smoothing(cfg, task)
     seed_everything(cfg.seed, deterministic=False)
     acc = make_accelerator(cfg)
     device, precision = acc.device.type, acc.mixed_precision
@@ -297,7 +323,7 @@ def train_epoch(acc, model, loader, optimizer, scheduler, cfg: TrainConfig, epoc
     for batch in bar:
         with acc.accumulate(model):
             with adversary.clean_pass(model) if adversary else nullcontext():
-                loss = model(**batch).loss
+                loss = tagging_loss(model, batch, cfg.label_smoothing) if cfg.label_smoothing else model(**batch).loss
                 acc.backward(loss)
             if adversary:  # FGM or PGD: add the gradients of the loss at the worst nearby input
                 adversary.attack(model, batch, acc.backward, acc.no_sync)

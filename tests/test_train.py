@@ -300,3 +300,45 @@ def test_dropout_setting_during_training_only(synth, tmp_path):
     assert {n: m.p for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout)} == rates
     with pytest.raises(ValueError, match="not in"):
         set_dropout(model, 1.0)
+
+
+def test_label_smoothing_loss_by_hand(synth):
+    """tagging_loss: at 0 the model's own loss; at eps, per labelled token (1 - eps) * (-log p_tag) +
+    eps * mean over tags of (-log p), averaged over labelled tokens only (-100 counts for nothing)."""
+    from nerbook.train import tagging_loss
+
+    model, tok = tiny(synth)
+    model.eval()
+    enc = tok([["Ada", "Lovelace", "wrote", "notes"], ["In", "London"]], is_split_into_words=True,
+              padding=True, return_tensors="pt")
+    labels = torch.full_like(enc["input_ids"], -100)
+    labels[0, 1:5] = torch.tensor([1, 2, 0, 0])
+    labels[1, 1:3] = torch.tensor([0, 5])
+    batch = {**enc, "labels": labels}
+    with torch.no_grad():
+        own = model(**batch).loss
+        assert torch.allclose(tagging_loss(model, batch, 0.0), own, atol=1e-6)
+        logp = torch.log_softmax(model(**enc).logits.float(), dim=-1)
+        eps, terms = 0.1, []
+        for b, t in zip(*torch.nonzero(labels != -100, as_tuple=True)):
+            row = logp[b, t]
+            terms.append((1 - eps) * -row[labels[b, t]] + eps * -row.mean())
+        expected = torch.stack(terms).mean()
+        got = tagging_loss(model, batch, eps)
+    assert len(terms) == 6 and torch.allclose(got, expected, atol=1e-6) and got > own
+
+
+def test_label_smoothing_trains_and_refuses_what_it_cannot_do(synth):
+    from nerbook.classify import SequenceClassification
+    from nerbook.train import check_label_smoothing
+
+    model, tok = tiny(synth)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=3e-3, label_smoothing=0.1, patience=None, **QUIET)
+    res = train(model, tok, synth["train"].select(range(32)), None, cfg)
+    assert math.isfinite(res.history["epochs"][0]["train_loss"])
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\), got 1.0"):
+        check_label_smoothing(TrainConfig(label_smoothing=1.0), None)
+    with pytest.raises(ValueError, match="token tagging \\(NER\\) only, not SequenceClassification"):
+        check_label_smoothing(TrainConfig(label_smoothing=0.1), SequenceClassification())
+    with pytest.raises(ValueError, match="adversarial training is not supported"):
+        train(model, tok, synth["train"].select(range(8)), None, TrainConfig(label_smoothing=0.1, adversarial="fgm"))

@@ -16,7 +16,8 @@ object hands it the pieces that differ:
   ``dev_...`` entries go into the epoch's record.
 
 :class:`TokenTagging` is named-entity recognition, the task of this book;
-:class:`nerbook.classify.SequenceClassification` labels whole texts.
+:class:`nerbook.classify.SequenceClassification` labels whole texts. :func:`tagging_loss` is
+NER's loss with label smoothing (``TrainConfig.label_smoothing``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import datasets
+import torch
 
 from nerbook.align import WindowConfig, continuation_labels, encode_windows
 from nerbook.batching import PackingCollator
@@ -76,3 +78,28 @@ class TokenTagging:
         overall = scores["overall"]
         return {"dev_f1": overall["f1"], "dev_precision": overall["precision"], "dev_recall": overall["recall"],
                 "dev_per_type": {k: v["f1"] for k, v in scores["per_type"].items()}}
+
+
+def tagging_loss(model, batch: dict, label_smoothing: float = 0.0) -> torch.Tensor:
+    """The token-tagging cross-entropy with label smoothing (Szegedy et al. 2016): each labelled
+    token's target puts ``1 - label_smoothing`` on its tag and spreads ``label_smoothing`` evenly over
+    all tags (its own included), so the model is not pushed towards ever larger logits; positions
+    labelled -100 (later subwords, special tokens, padding) count for nothing, as in the model's
+    own loss, which this equals at ``label_smoothing=0`` (chapter "Results", the accuracy goal)."""
+    labels = batch["labels"]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
+                                             ignore_index=-100, label_smoothing=label_smoothing)
+
+
+def check_label_smoothing(cfg, task: Task | None) -> None:
+    """A :class:`~nerbook.train.TrainConfig`'s ``label_smoothing`` must be in [0, 1), for token
+    tagging, without adversarial training (whose extra passes take the model's own loss): else a
+    ValueError that says which."""
+    if not 0.0 <= cfg.label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
+    if cfg.label_smoothing and not isinstance(task, TokenTagging):
+        raise ValueError(f"label_smoothing is for token tagging (NER) only, not {type(task).__name__}")
+    if cfg.label_smoothing and cfg.adversarial:
+        raise ValueError("label_smoothing with adversarial training is not supported: its extra passes "
+                         "take the model's own loss")

@@ -36,7 +36,7 @@ from nerbook.checkpoint import load_state, save_state
 from nerbook.model import count_parameters, save_checkpoint
 from nerbook.runtime import pick_device, resolve_precision, scoring_precision, seed_everything
 from nerbook.switches import set_attention, set_dropout
-from nerbook.tasks import Task, TokenTagging
+from nerbook.tasks import Task, TokenTagging, check_label_smoothing, tagging_loss
 
 
 class TrainingDiverged(RuntimeError):
@@ -217,30 +217,6 @@ def make_loader(windows: datasets.Dataset, tokenizer, cfg: TrainConfig,
                                         seed=cfg.seed, mega=50 if cfg.group_by_length and not packed else 1,
                                         shuffle=True)
     return DataLoader(rows, batch_sampler=sampler, collate_fn=collate or token_collator(tokenizer)), sampler
-
-
-def tagging_loss(model, batch: dict, label_smoothing: float = 0.0) -> torch.Tensor:
-    """The token-tagging cross-entropy with label smoothing (Szegedy et al. 2016): each labelled
-    token's target puts ``1 - label_smoothing`` on its tag and spreads ``label_smoothing`` evenly over
-    all tags (its own included), so the model is not pushed towards ever larger logits; positions
-    labelled -100 (later subwords, special tokens, padding) count for nothing, as in the model's
-    own loss, which this equals at ``label_smoothing=0`` (chapter "Results", the accuracy goal)."""
-    labels = batch["labels"]
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-    return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                             ignore_index=-100, label_smoothing=label_smoothing)
-
-
-def check_label_smoothing(cfg: TrainConfig, task: Task) -> None:
-    """``cfg.label_smoothing`` must be in [0, 1), for token tagging, without adversarial training
-    (whose extra passes take the model's own loss): else a ValueError that says which."""
-    if not 0.0 <= cfg.label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {cfg.label_smoothing}")
-    if cfg.label_smoothing and not isinstance(task, TokenTagging):
-        raise ValueError(f"label_smoothing is for token tagging (NER) only, not {type(task).__name__}")
-    if cfg.label_smoothing and cfg.adversarial:
-        raise ValueError("label_smoothing with adversarial training is not supported: its extra passes "
-                         "take the model's own loss")
 
 
 def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Dataset | None = None,

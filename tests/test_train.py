@@ -305,7 +305,7 @@ def test_dropout_setting_during_training_only(synth, tmp_path):
 def test_label_smoothing_loss_by_hand(synth):
     """tagging_loss: at 0 the model's own loss; at eps, per labelled token (1 - eps) * (-log p_tag) +
     eps * mean over tags of (-log p), averaged over labelled tokens only (-100 counts for nothing)."""
-    from nerbook.train import tagging_loss
+    from nerbook.tasks import tagging_loss
 
     model, tok = tiny(synth)
     model.eval()
@@ -330,7 +330,7 @@ def test_label_smoothing_loss_by_hand(synth):
 
 def test_label_smoothing_trains_and_refuses_what_it_cannot_do(synth):
     from nerbook.classify import SequenceClassification
-    from nerbook.train import check_label_smoothing
+    from nerbook.tasks import check_label_smoothing
 
     model, tok = tiny(synth)
     cfg = TrainConfig(epochs=1, batch_size=16, lr=3e-3, label_smoothing=0.1, patience=None, **QUIET)

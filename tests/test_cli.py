@@ -424,6 +424,8 @@ def test_default_recipe_by_model_and_on_resume(tmp_path):
     final64 = runs("b64", [r["curve"][-1]["dev_f1"] for r in b64_final_lr["runs"]])
     assert len(final64.values) >= 3 and (final64.mean >= final0.mean or not exceeds_spread(final64, final0))
     assert default_recipe("offline") == OFFLINE_RECIPE  # this machine trains on its CPU
+    # classification keeps batches of 16 at the sweep's rate for 3 epochs: the batch-64 runs were NER runs
+    assert default_recipe("offline", task="classify") == {**OFFLINE_RECIPE, "epochs": 3, "batch_size": 16, "lr": best_lr}
     assert default_recipe("bert-base-cased") == default_recipe("tiny") == default_recipe(str(tmp_path)) == OTHER_RECIPE
     assert OTHER_RECIPE == {"epochs": 3, "batch_size": 16, "lr": 5e-5, "warmup_ratio": 0.1, "dropout": None, "attention": None,
                             "attention_dropout": None}

@@ -51,7 +51,13 @@ VARIANTS = {"default": {}, "no-warmup": {"warmup_ratio": 0.0},
             # and at the peak lr scaled with the square root of the batch (4e-4): nerbook train's recipe since
             "batch-64-eager-lr4e-4": OFFLINE_DEFAULT,
             # that recipe with label smoothing 0.1
-            "batch-64-eager-lr4e-4-smooth0.1": {**OFFLINE_DEFAULT, "label_smoothing": 0.1}}
+            "batch-64-eager-lr4e-4-smooth0.1": {**OFFLINE_DEFAULT, "label_smoothing": 0.1},
+            # with layer-wise learning-rate decay 0.9 (the head at 4e-4, each layer below at 0.9 times the one above)
+            "batch-64-eager-lr4e-4-llrd0.9": {**OFFLINE_DEFAULT, "layer_decay": 0.9},
+            # the weights averaged over the last quarter of the steps
+            "batch-64-eager-lr4e-4-avg0.75": {**OFFLINE_DEFAULT, "average_from": 0.75},
+            # each sentence read inside its document (windows filled with the sentences around it; dev too)
+            "batch-64-eager-lr4e-4-doc": {**OFFLINE_DEFAULT, "doc_context": True}}
 
 
 def one(args: tuple[str, TrainSpec]) -> dict:

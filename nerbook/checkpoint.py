@@ -24,13 +24,15 @@ STATE_FILE, HISTORY_FILE = "train_state.pt", "history.json"
 
 
 def save_state(path: Path, model, tokenizer, optimizer, scheduler, epoch: int, bad_epochs: int,
-               result, meta: dict) -> None:
+               result, meta: dict, average=None) -> None:
     """Write the state after ``epoch`` (0-based) of a run whose :class:`~nerbook.train.TrainResult`
-    is ``result`` to ``path``, replacing the previous one only once it is complete."""
+    is ``result`` to ``path`` (with the weight average, :class:`~nerbook.averaging.WeightAverage`, if
+    any), replacing the previous one only once it is complete."""
     with atomic_folder(path) as tmp:
         write_checkpoint(model, tokenizer, tmp, {**meta, "epoch": epoch + 1})
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "epoch": epoch, "bad_epochs": bad_epochs}, tmp / STATE_FILE)
+        state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "epoch": epoch, "bad_epochs": bad_epochs}
+        torch.save(state if average is None else {**state, "average": average.state_dict()}, tmp / STATE_FILE)
         (tmp / HISTORY_FILE).write_text(json.dumps({"history": result.history, "best_f1": result.best_f1,
                                                     "best_epoch": result.best_epoch}))
 
@@ -44,9 +46,9 @@ def check_state_folder(path: str | Path) -> Path:
     return path
 
 
-def load_state(path: str | Path, model, optimizer, scheduler, result) -> tuple[int, int]:
-    """Restore weights (safetensors), optimizer and scheduler (a ``weights_only`` load) and the
-    history into ``result``; return the epoch to start from and the early-stopping count."""
+def load_state(path: str | Path, model, optimizer, scheduler, result, average=None) -> tuple[int, int]:
+    """Restore weights (safetensors), optimizer, scheduler and ``average`` (a ``weights_only``
+    load) and the history into ``result``; return the epoch to start from and the early-stopping count."""
     from safetensors.torch import load_file
 
     path = check_state_folder(path)
@@ -56,6 +58,8 @@ def load_state(path: str | Path, model, optimizer, scheduler, result) -> tuple[i
         state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        if average is not None and "average" in state:
+            average.load_state_dict(state["average"])
         epoch, bad_epochs = int(state["epoch"]), int(state["bad_epochs"])
     with _reading(path / HISTORY_FILE):
         saved = json.loads((path / HISTORY_FILE).read_text(encoding="utf-8"))

@@ -7,8 +7,9 @@ word embeddings kept as they are, AdamW with decoupled weight decay (none on bia
 warm-up then decay, gradient clipping, mixed precision and gradient accumulation through
 ``accelerate`` (which also runs it on several GPUs under ``accelerate launch``), evaluation on
 the dev set after every epoch, early stopping on dev entity F1, and the best checkpoint saved
-as safetensors with its tokenizer and label names. Optionally, adversarial training in embedding
-space (FGM or PGD, :mod:`nerbook.adversarial`).
+as safetensors with its tokenizer and label names. Optionally: adversarial training in embedding
+space (FGM or PGD, :mod:`nerbook.adversarial`), layer-wise learning-rate decay
+(:mod:`nerbook.layerwise`), the weights averaged over the last steps (:mod:`nerbook.averaging`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from nerbook.adversarial import Adversary
+from nerbook.averaging import WeightAverage
 from nerbook.batching import (
     MODEL_INPUTS,
     LengthGroupedBatchSampler,
@@ -33,6 +35,7 @@ from nerbook.batching import (
     token_collator,
 )
 from nerbook.checkpoint import load_state, save_state
+from nerbook.layerwise import layer_decay_groups
 from nerbook.model import count_parameters, save_checkpoint
 from nerbook.runtime import pick_device, resolve_precision, scoring_precision, seed_everything
 from nerbook.switches import set_attention, set_dropout
@@ -76,6 +79,8 @@ class TrainConfig:
     attention_dropout: float | None = None  # the attention weights' dropout alone (BERT-style models); None = as above
     attention: str | None = None  # attention kernel while training, "eager" or "sdpa"; None = the model's own
     label_smoothing: float = 0.0  # share of each labelled token's target spread over all labels (NER only)
+    layer_decay: float | None = None  # each layer down from the head trains at this times the rate above it
+    average_from: float | None = None  # share of the steps after which the weights are averaged (the model kept)
 
 
 @dataclass
@@ -96,10 +101,9 @@ def make_accelerator(cfg: TrainConfig):
     """An ``accelerate.Accelerator`` with ``cfg``'s precision (``auto`` resolved for this machine)
     and gradient accumulation.
 
-    accelerate keeps one state per process and refuses a second precision in it; a second run in
-    the same process (a notebook comparing fp32 with bf16) needs that state reset. accelerate has
-    no public call for it, so this uses ``AcceleratorState._reset_state`` and fails loudly if a
-    release removes it (``test_train`` trains twice in one process with two precisions).
+    accelerate keeps one state per process and refuses a second precision in it; a second run in the
+    same process (a notebook comparing fp32 with bf16) needs it reset, which has no public call: this
+    uses ``AcceleratorState._reset_state`` and fails loudly if a release removes it (``test_train``).
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, is_initialized
@@ -179,9 +183,12 @@ def freeze_encoder(model: torch.nn.Module) -> list[torch.nn.Parameter]:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: str) -> torch.optim.Optimizer:
-    """AdamW with decoupled weight decay; the fused kernel where torch has one for ``device``."""
+    """AdamW with decoupled weight decay (and ``cfg.layer_decay``'s rate per layer,
+    :func:`~nerbook.layerwise.layer_decay_groups`); the fused kernel where torch has one for ``device``."""
     fused = cfg.fused if cfg.fused is not None else device in ("cpu", "cuda")
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=fused or None)
+    groups = (param_groups(model, cfg.weight_decay) if cfg.layer_decay is None
+              else layer_decay_groups(model, cfg.weight_decay, cfg.lr, cfg.layer_decay))
+    return torch.optim.AdamW(groups, lr=cfg.lr, fused=fused or None)
 
 
 def linear_warmup_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int, every: int = 1):
@@ -228,6 +235,8 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     Returns a :class:`TrainResult` whose ``model`` holds the best weights."""
     cfg, task = cfg or TrainConfig(), task or TokenTagging()
     check_label_smoothing(cfg, task)
+    if cfg.average_from is not None and not 0 <= cfg.average_from < 1:
+        raise ValueError(f"average_from must be in [0, 1), not {cfg.average_from}")
     seed_everything(cfg.seed, deterministic=False)
     acc = make_accelerator(cfg)
     device, precision = acc.device.type, acc.mixed_precision
@@ -243,9 +252,10 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     total = steps_per_epoch * cfg.epochs
     scheduler = linear_warmup_decay(optimizer, int(cfg.warmup_ratio * total), total, every=acc.num_processes)
     model, optimizer, loader, scheduler = acc.prepare(model, optimizer, loader, scheduler)
+    average = None if cfg.average_from is None else WeightAverage(model, int(cfg.average_from * total))
 
     start_epoch, bad_epochs = (0, 0) if resume_from is None else load_state(
-        Path(resume_from), acc.unwrap_model(model), optimizer, scheduler, result)
+        Path(resume_from), acc.unwrap_model(model), optimizer, scheduler, result, average)
     out = Path(out_dir) if out_dir else None
     meta = {"task": task.name, "max_length": cfg.max_length, "stride": cfg.stride, "doc_context": cfg.doc_context,
             "train_config": asdict(cfg)}
@@ -254,15 +264,17 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     t_start = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         record = train_epoch(acc, model, loader, optimizer, scheduler, cfg, epoch, step, result.history,
-                             tokenizer.pad_token_id)
+                             tokenizer.pad_token_id, average)
         step = record["step"]
         unwrapped = acc.unwrap_model(model)
-        if valid_ds is not None:
-            improved = evaluate_and_save(unwrapped, tokenizer, valid_ds, cfg, precision, record, result, best, task)
+        if valid_ds is not None:  # once averaging has begun, the epoch's model is the average
+            with average.applied() if average else nullcontext():
+                improved = evaluate_and_save(unwrapped, tokenizer, valid_ds, cfg, precision, record, result, best, task)
             bad_epochs = 0 if improved else bad_epochs + 1
         result.history["epochs"].append(record)
         if out is not None and acc.is_main_process:
-            save_state(out / "last", unwrapped, tokenizer, optimizer, scheduler, epoch, bad_epochs, result, meta)
+            save_state(out / "last", unwrapped, tokenizer, optimizer, scheduler, epoch, bad_epochs, result, meta,
+                       average)
         if acc.is_main_process and cfg.progress:
             print(epoch_summary(record, result, bad_epochs, cfg.patience, task.metric))
         if valid_ds is not None and cfg.patience is not None and bad_epochs >= cfg.patience:
@@ -273,18 +285,20 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     result.model = acc.unwrap_model(model, keep_fp32_wrapper=False)  # no autocast left: predicts like a reloaded checkpoint
     if valid_ds is not None:
         best.restore(result.model)
-    elif out is not None:  # no dev set: the last epoch's model is the one to keep
+    elif average:  # no dev set: the last epoch's model (or the average) is the one to keep
+        average.load_into()
+    if valid_ds is None and out is not None:
         best.save(result.model, cfg.epochs, None)
     hand_back()
     return result
 
 
 def train_epoch(acc, model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int, step: int,
-                history: dict, pad_id: int | None) -> dict:
+                history: dict, pad_id: int | None, average: WeightAverage | None = None) -> dict:
     """One pass over the training batches (prepared by ``acc``): forward, backward, clip, step.
 
-    Logs the mean loss every ``cfg.log_every`` optimizer steps into ``history["steps"]`` and
-    returns the epoch's record: mean loss, seconds, tokens, and the optimizer step reached.
+    Folds the weights into ``average`` after each optimizer step; logs the mean loss every ``cfg.log_every``
+    steps into ``history["steps"]``; returns the epoch's record: mean loss, seconds, tokens, step reached.
     """
     loader.set_epoch(epoch)  # the prepared loader keeps its own epoch count: set it, or a resume restarts at 0
     torch.manual_seed(cfg.seed + epoch)  # dropout masks: the same after a resume
@@ -314,6 +328,8 @@ def train_epoch(acc, model, loader, optimizer, scheduler, cfg: TrainConfig, epoc
         computed += batch["input_ids"].numel()
         if acc.sync_gradients:
             step += 1
+            if average is not None:
+                average.update(step)
             if step % cfg.log_every == 0:  # one host sync every log_every steps
                 value = (loss_sum / batches).item()
                 _check_finite(value, step)

@@ -239,14 +239,15 @@ def run_train_contender(name: str, spec: TrainSpec) -> dict:
 
 def dev_clock(spec: TrainSpec, model, eval_model, counter, tokenizer, valid_ds, device: str) -> DevClock | None:
     """With ``spec.until_f1``, a :class:`DevClock` on ``model`` scoring ``eval_model`` (an fp32
-    copy) on the dev set every ``spec.eval_every`` real tokens; else None."""
+    copy) on the dev set every ``spec.eval_every`` real tokens (with document context when
+    ``spec.nerbook_config`` trains with it); else None."""
     if spec.until_f1 is None:
         return None
     if valid_ds is None:
         raise ValueError("time to a dev F1 needs a dev set")
     from nerbook.train import TrainConfig, evaluate
 
-    cfg = TrainConfig(max_length=spec.max_length)
+    cfg = TrainConfig(max_length=spec.max_length, doc_context=(spec.nerbook_config or {}).get("doc_context", False))
 
     def score(m) -> float:
         return evaluate(m, tokenizer, valid_ds, cfg, device=device, precision="fp32")["overall"]["f1"]

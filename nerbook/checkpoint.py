@@ -6,7 +6,8 @@
 tensors only, read with ``weights_only``) and ``history.json`` (the epochs so far, the best F1).
 The folder is written all at once (:func:`nerbook.model.atomic_folder`): a kill while saving
 leaves the previous one whole. Every file that cannot be read is a :class:`ModelLoadError` (or
-``FileNotFoundError``) naming it.
+``FileNotFoundError``) naming it. :class:`BestCheckpoint` keeps the run's best weights so far
+(``OUT/best``, or a copy in memory).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from nerbook.model import ModelLoadError, atomic_folder, write_checkpoint
+from nerbook.model import ModelLoadError, atomic_folder, save_checkpoint, write_checkpoint
 
 STATE_FILE, HISTORY_FILE = "train_state.pt", "history.json"
 
@@ -35,6 +36,31 @@ def save_state(path: Path, model, tokenizer, optimizer, scheduler, epoch: int, b
         torch.save(state if average is None else {**state, "average": average.state_dict()}, tmp / STATE_FILE)
         (tmp / HISTORY_FILE).write_text(json.dumps({"history": result.history, "best_f1": result.best_f1,
                                                     "best_epoch": result.best_epoch}))
+
+
+class BestCheckpoint:
+    """Where the best weights so far live: ``path`` (a checkpoint folder) when given, else a copy
+    in memory. Only the main process (``write``) saves; every process can restore."""
+
+    def __init__(self, path: Path | None, tokenizer, meta: dict, write: bool = True) -> None:
+        self.path, self.tokenizer, self.meta, self.write = path, tokenizer, meta, write
+        self.state: dict | None = None
+
+    def save(self, model, epoch: int, dev_f1: float | None) -> None:
+        if self.path is None:
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif self.write:
+            extra = {"epoch": epoch} if dev_f1 is None else {"epoch": epoch, "dev_f1": dev_f1}
+            save_checkpoint(model, self.tokenizer, self.path, {**self.meta, **extra})
+
+    def restore(self, model) -> None:
+        """Load the best weights into ``model`` (those of an earlier run too, after a resume)."""
+        if self.path is not None and (self.path / "model.safetensors").is_file():
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(self.path / "model.safetensors")), strict=False)
+        elif self.state is not None:
+            model.load_state_dict(self.state)
 
 
 def check_state_folder(path: str | Path) -> Path:

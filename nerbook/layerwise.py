@@ -20,12 +20,14 @@ _LAYER = re.compile(r"\.(\d+)\.")
 def layer_of(name: str, prefix: str, n_layers: int) -> int:
     """Where the parameter ``name`` sits, counted from the bottom: 0 for the embeddings,
     ``i + 1`` for the encoder's layer ``i``, ``n_layers + 1`` for everything above (pooler,
-    head). ``prefix`` is the encoder's attribute (``model.base_model_prefix``, ``"bert"``)."""
-    if not name.startswith(prefix + "."):
+    head). ``prefix`` is the encoder's attribute (``model.base_model_prefix``, ``"bert"``), or
+    ``""`` for a bare encoder."""
+    if prefix and not name.startswith(prefix + "."):
         return n_layers + 1  # the task head
-    if ".embeddings." in name or name.startswith(prefix + ".embeddings"):
+    inside = name[len(prefix) + 1:] if prefix else name
+    if inside.startswith("embeddings."):
         return 0
-    match = _LAYER.search(name[len(prefix):])
+    match = _LAYER.search("." + inside)
     if match is None:
         return n_layers + 1  # the pooler
     layer = int(match.group(1))
@@ -45,6 +47,7 @@ def layer_decay_groups(model: torch.nn.Module, weight_decay: float, lr: float, d
         raise ValueError(f"layer-wise learning-rate decay needs a model with config.num_hidden_layers, "
                          f"not {type(model).__name__}")
     prefix = getattr(model, "base_model_prefix", "")
+    prefix = prefix if hasattr(model, prefix) else ""  # a bare encoder: no head
     groups: dict[tuple[int, float], dict] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:

@@ -34,9 +34,9 @@ from nerbook.batching import (
     real_tokens,
     token_collator,
 )
-from nerbook.checkpoint import load_state, save_state
+from nerbook.checkpoint import BestCheckpoint, load_state, save_state
 from nerbook.layerwise import layer_decay_groups
-from nerbook.model import count_parameters, save_checkpoint
+from nerbook.model import count_parameters
 from nerbook.runtime import pick_device, resolve_precision, scoring_precision, seed_everything
 from nerbook.switches import set_attention, set_dropout
 from nerbook.tasks import Task, TokenTagging, check_label_smoothing, tagging_loss
@@ -234,9 +234,7 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     main dev score) goes to ``out_dir/best`` and the state to resume from to ``out_dir/last``.
     Returns a :class:`TrainResult` whose ``model`` holds the best weights."""
     cfg, task = cfg or TrainConfig(), task or TokenTagging()
-    check_label_smoothing(cfg, task)
-    if cfg.average_from is not None and not 0 <= cfg.average_from < 1:
-        raise ValueError(f"average_from must be in [0, 1), not {cfg.average_from}")
+    check_settings(cfg, task)
     seed_everything(cfg.seed, deterministic=False)
     acc = make_accelerator(cfg)
     device, precision = acc.device.type, acc.mixed_precision
@@ -283,14 +281,28 @@ def train(model, tokenizer, train_ds: datasets.Dataset, valid_ds: datasets.Datas
     result.train_seconds = time.perf_counter() - t_start
     acc.wait_for_everyone()
     result.model = acc.unwrap_model(model, keep_fp32_wrapper=False)  # no autocast left: predicts like a reloaded checkpoint
-    if valid_ds is not None:
-        best.restore(result.model)
-    elif average:  # no dev set: the last epoch's model (or the average) is the one to keep
-        average.load_into()
-    if valid_ds is None and out is not None:
-        best.save(result.model, cfg.epochs, None)
+    keep_final(result.model, best, average, valid_ds is not None, cfg.epochs)
     hand_back()
     return result
+
+
+def check_settings(cfg: TrainConfig, task: Task) -> None:
+    """``ValueError`` for a setting ``train`` cannot honour (label smoothing, ``average_from``)."""
+    check_label_smoothing(cfg, task)
+    if cfg.average_from is not None and not 0 <= cfg.average_from < 1:
+        raise ValueError(f"average_from must be in [0, 1), not {cfg.average_from}")
+
+
+def keep_final(model, best: BestCheckpoint, average: WeightAverage | None, has_dev: bool, epochs: int) -> None:
+    """Put the run's model into ``model``: the best epoch's by the dev score or, with no dev set, the
+    last epoch's (the weight average, with ``average``), then saved to ``best``'s folder if it has one."""
+    if has_dev:
+        best.restore(model)
+        return
+    if average is not None:
+        average.load_into()
+    if best.path is not None:
+        best.save(model, epochs, None)
 
 
 def train_epoch(acc, model, loader, optimizer, scheduler, cfg: TrainConfig, epoch: int, step: int,
@@ -340,31 +352,6 @@ def train_epoch(acc, model, loader, optimizer, scheduler, cfg: TrainConfig, epoc
     _check_finite(train_loss, step)
     return {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "seconds": time.perf_counter() - t0,
             "real_tokens": int(real.item()), "computed_tokens": computed * acc.num_processes}
-
-
-class BestCheckpoint:
-    """Where the best weights so far live: ``path`` (a checkpoint folder) when given, else a copy
-    in memory. Only the main process (``write``) saves; every process can restore."""
-
-    def __init__(self, path: Path | None, tokenizer, meta: dict, write: bool = True) -> None:
-        self.path, self.tokenizer, self.meta, self.write = path, tokenizer, meta, write
-        self.state: dict | None = None
-
-    def save(self, model, epoch: int, dev_f1: float | None) -> None:
-        if self.path is None:
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif self.write:
-            extra = {"epoch": epoch} if dev_f1 is None else {"epoch": epoch, "dev_f1": dev_f1}
-            save_checkpoint(model, self.tokenizer, self.path, {**self.meta, **extra})
-
-    def restore(self, model) -> None:
-        """Load the best weights into ``model`` (those of an earlier run too, after a resume)."""
-        if self.path is not None and (self.path / "model.safetensors").is_file():
-            from safetensors.torch import load_file
-
-            model.load_state_dict(load_file(str(self.path / "model.safetensors")), strict=False)
-        elif self.state is not None:
-            model.load_state_dict(self.state)
 
 
 def evaluate_and_save(model, tokenizer, valid_ds: datasets.Dataset, cfg: TrainConfig, precision: str,

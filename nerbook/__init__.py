@@ -59,8 +59,8 @@ __version__ = "0.1.0"
 from nerbook.notebook import Profile, setup_notebook  # noqa: E402
 
 _SUBMODULES = {
-    "adversarial", "align", "attention", "attribution", "batching", "bench", "bias", "calibration", "classify", "cli",
-    "continual", "data", "export", "hub", "instruct", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb",
+    "adversarial", "align", "attention", "attribution", "averaging", "batching", "bench", "bias", "calibration", "classify", "cli",
+    "continual", "data", "export", "hub", "instruct", "layerwise", "lora", "losses", "metrics", "model", "multimodal", "notebook", "perturb",
     "pii", "pii_eval", "predict", "pretrain", "records", "redact", "runtime", "scaling", "schemes", "serve", "spread",
     "switches", "synthetic", "tasks", "train", "viz",
 }

@@ -142,6 +142,43 @@ def test_summarise_train_by_hand():
     assert out["nerbook"]["mfu_bf16"] == pytest.approx(0.5) and out["seed"]["mfu_bf16"] == pytest.approx(0.1)
 
 
+def test_summarise_train_mfu_against_each_runs_own_rates():
+    """A run with the matrix-product rates sampled just around it is measured against those, not
+    against the whole benchmark's."""
+    from nerbook.bench.training import summarise
+
+    def run(seconds, bf16):
+        return {"seconds": seconds, "dev_f1": None, "real_tokens": 800, "computed_tokens": 1000,
+                "model_flops": 4e12, "peak_mem_mb": None, "matmul_tflops": {"fp32": 1.0, "bf16": bf16}}
+
+    out = summarise({"nerbook": [run(2.0, 8.0), run(4.0, 2.0)]}, rates={"fp32": 1.0, "bf16": 8.0})
+    entry = out["nerbook"]
+    assert entry["mfu_bf16"] == pytest.approx(0.25) and entry["matmul_tflops"]["bf16"] == 8.0  # 2 of 8 TFLOP/s
+    assert [r["mfu_bf16"] for r in entry["runs"]] == pytest.approx([0.25, 0.5])  # 1 of 2 TFLOP/s in the slow one
+
+
+def test_bench_train_samples_the_rates_around_every_run(files, capsys, monkeypatch):
+    """One sample before the first run and one after each: a run's rates are the faster of its two
+    neighbours, the setup's the fastest of all."""
+    from nerbook.bench import training
+
+    values = iter([3.0, 1.0, 2.0, 5.0, 4.0])  # before, then after each of 4 runs
+    monkeypatch.setattr(training, "matmul_rates", lambda device: {"bf16": next(values)})
+    r = _json(capsys, ["bench", "train", "--train", str(files / "train.txt"), "--model", "tiny",
+                       "--limit", "16", "--batch-size", "8", "--against", "seed", "--repeat", "2",
+                       "--threads", "1", "--no-eval", "--no-isolate", "--json"])
+    assert r["setup"]["matmul_samples"] == [{"bf16": v} for v in (3.0, 1.0, 2.0, 5.0, 4.0)]
+    assert r["setup"]["matmul_tflops"] == {"bf16": 5.0}
+    # runs in order: nerbook between samples 3 and 1, seed 1 and 2, nerbook 2 and 5, seed 5 and 4
+    for name, brackets in (("nerbook", [3.0, 5.0]), ("seed", [2.0, 5.0])):
+        entry = r["contenders"][name]
+        for run, rate in zip(entry["runs"], brackets):  # MFU x rate x seconds: the run's model TFLOP
+            assert run["mfu_bf16"] * rate * run["seconds"] == pytest.approx(entry["model_tflop"])
+        best = min(range(2), key=lambda i: entry["runs"][i]["seconds"])
+        assert entry["matmul_tflops"] == {"bf16": brackets[best]}
+        assert entry["mfu_bf16"] == pytest.approx(entry["runs"][best]["mfu_bf16"])
+
+
 def test_matmul_rate_counts_two_n_cubed_per_product(monkeypatch):
     """With a clock that advances 0.1 s per reading, 0.3 s take three timed products of 2 x 64^3
     FLOPs each (the clock is read once at the start and once after each product)."""

@@ -24,7 +24,8 @@ def summarise(runs: dict[str, list[dict]], reference: str = "nerbook", peak: flo
               rates: dict[str, float] | None = None) -> dict:
     """Per contender: best-of-R seconds, tokens/s, computed tokens, peak memory, mean dev F1, ratio;
     ``mfu`` against a card's ``peak`` TFLOP/s, and ``mfu_fp32``/``mfu_bf16`` against the matrix
-    product ``rates`` (TFLOP/s) measured in the same run."""
+    product rates (TFLOP/s) measured in the same run: those just before and after the best run
+    (its ``matmul_tflops``) where it has them, else ``rates``. Every run's own MFU is listed too."""
     out: dict[str, dict] = {}
     for name, rs in runs.items():
         best = min(rs, key=lambda r: r["seconds"])
@@ -37,16 +38,23 @@ def summarise(runs: dict[str, list[dict]], reference: str = "nerbook", peak: flo
                  "dev_f1": sum(f1s) / len(f1s) if f1s else None,
                  "train_loss": best.get("train_loss"),
                  "model_tflop": best["model_flops"] / 1e12,
-                 "runs": [{k: r.get(k) for k in ("seconds", "peak_mem_mb", "dev_f1", "train_loss")} for r in rs]}
+                 "runs": [{**{k: r.get(k) for k in ("seconds", "peak_mem_mb", "dev_f1", "train_loss")},
+                           **mfus(r, r.get("matmul_tflops", rates))} for r in rs]}
         if peak:
             entry["mfu"] = best["model_flops"] / best["seconds"] / (peak * 1e12)
-        for dtype, rate in (rates or {}).items():
-            entry[f"mfu_{dtype}"] = best["model_flops"] / best["seconds"] / (rate * 1e12)
+        entry.update(mfus(best, best.get("matmul_tflops", rates)))
+        if "matmul_tflops" in best:
+            entry["matmul_tflops"] = best["matmul_tflops"]
         out[name] = entry
     ref = out[reference]["seconds"]
     for entry in out.values():
         entry["ratio"] = entry["seconds"] / ref
     return out
+
+
+def mfus(run: dict, rates: dict[str, float] | None) -> dict[str, float]:
+    """``mfu_<dtype>``: the run's model FLOPs per second over each matrix product rate (TFLOP/s)."""
+    return {f"mfu_{d}": run["model_flops"] / run["seconds"] / (rate * 1e12) for d, rate in (rates or {}).items()}
 
 
 def summarise_until(runs: dict[str, list[dict]], reference: str = "nerbook") -> dict:
@@ -96,13 +104,15 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
     runner = Runner(isolate, ("transformers.trainer",) if any(c.startswith("trainer") for c in order) else ())
     runs: dict[str, list[dict]] = {c: [] for c in order}
     device = resolve_device(spec.device)
-    before = matmul_rates(device)
+    samples = [matmul_rates(device)]  # before the first run and after every run
     with tempfile.TemporaryDirectory() as tmp:
         frozen = frozen_tiny(spec, tmp)
         for r in range(repeat):
             run_spec = replace(frozen, seed=spec.seed + r, repeat=r)  # F1 averaged over seeds
             for c in order:
                 run = runner(run_train_contender, c, run_spec)
+                samples.append(matmul_rates(device))  # the faster of just before and just after: what the cores could do
+                run["matmul_tflops"] = {d: max(samples[-2][d], samples[-1][d]) for d in samples[-1]}
                 runs[c].append(run)
                 if log and spec.until_f1 is not None:
                     log(f"[{r + 1}/{repeat}] {c:<14} {run['reason']:<7} after {run['seconds']:8.1f} s: "
@@ -110,8 +120,7 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
                         f"{run['seconds_to_f1']} s")
                 elif log:
                     log(f"[{r + 1}/{repeat}] {c:<14} {run['seconds']:8.2f} s  dev F1 {run.get('dev_f1')}")
-    after = matmul_rates(device)  # the faster of before and after: what the cores could do in this run
-    rates = {d: max(before[d], after[d]) for d in before}
+    rates = {d: max(sample[d] for sample in samples) for d in samples[0]}
     setup = {"task": "train", **asdict(spec), "repeat": repeat, "isolated": isolate,
              "contender_order": order, "device": device,
              "threads": spec.threads or torch.get_num_threads(),
@@ -122,10 +131,12 @@ def bench_train(spec: TrainSpec, against: list[str], repeat: int = 1, isolate: b
                        "repeat r uses seed + r for every contender (the Trainer: 42 + seed + r)",
              "memory": MEMORY_NOTE[device] if isolate else "not measured per run (isolation off)",
              "peak_bf16_tflops": peak_tflops(device),
-             "matmul_tflops": rates,
+             "matmul_tflops": rates, "matmul_samples": samples,
              "mfu": "model FLOPs (6 x non-embedding parameters x real tokens + attention) per second of "
                     "the best run, over a card's bf16 peak (mfu) and over the rate of 1024 x 1024 matrix "
-                    "products measured before and after the runs, the faster (mfu_fp32, mfu_bf16)"}
+                    "products measured just before and just after that run, the faster (mfu_fp32, mfu_bf16; "
+                    "the contender's matmul_tflops); setup matmul_tflops: the fastest of all the samples "
+                    "(matmul_samples: before the first run and after each run, in order)"}
     first = runs["nerbook"][0]
     setup.update(n_train=first["n_train"], n_valid=first["n_valid"], parameters=first["parameters"])
     contenders = summarise(runs, peak=setup["peak_bf16_tflops"], rates=rates)

@@ -89,3 +89,27 @@ def tiny_ckpt(tmp_path_factory, synth):
           TrainConfig(epochs=2, batch_size=32, lr=3e-3, progress=False, max_length=64, stride=16),
           out_dir=out)
     return out / "best"
+
+
+@pytest.fixture
+def cut_after_first_save(monkeypatch):
+    """``cut(run)`` calls ``run()`` and stops it right after ``nerbook.train`` saves its first
+    ``OUT/last`` state (the end of epoch 1), as a kill would; the tests then resume from it."""
+    import nerbook.train as T
+
+    class Stop(Exception):
+        pass
+
+    real_save = T.save_state
+
+    def save_then_stop(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise Stop
+
+    def cut(run) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(T, "save_state", save_then_stop)
+            with pytest.raises(Stop):
+                run()
+
+    return cut

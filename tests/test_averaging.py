@@ -93,31 +93,15 @@ def test_train_keeps_the_average_of_its_last_steps(synth):
         train(with_dev, tok, data, None, TrainConfig(average_from=1, **QUIET))
 
 
-def test_resume_keeps_the_average(tmp_path, synth):
+def test_resume_keeps_the_average(tmp_path, synth, cut_after_first_save):
     """Cut after epoch 1 of 2 (averaging began in epoch 1), resume: bitwise the uninterrupted average."""
-    import nerbook.train as T
-
     data = synth["train"].select(range(64))
     schema, texts = schema_of(synth["train"]), synth["train"]["tokens"]
     cfg = TrainConfig(epochs=2, batch_size=16, lr=3e-3, average_from=0.25, **QUIET)
     full = train(*load_model("tiny", schema, texts=texts, seed=0), data, None, cfg, out_dir=tmp_path / "full").model
 
-    class Stop(Exception):
-        pass
-
-    real_save = T.save_state
-
-    def save_then_stop(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise Stop
-
-    T.save_state = save_then_stop
-    try:
-        with pytest.raises(Stop):
-            train(*load_model("tiny", schema, texts=texts, seed=0), data, None, cfg, out_dir=tmp_path / "cut")
-    finally:
-        T.save_state = real_save
-    resumed = train(*load_model("tiny", schema, texts=texts, seed=0), data, None, cfg, out_dir=tmp_path / "cut",
-                    resume_from=tmp_path / "cut" / "last").model
+    fresh = lambda: load_model("tiny", schema, texts=texts, seed=0)  # noqa: E731
+    cut_after_first_save(lambda: train(*fresh(), data, None, cfg, out_dir=tmp_path / "cut"))
+    resumed = train(*fresh(), data, None, cfg, out_dir=tmp_path / "cut", resume_from=tmp_path / "cut" / "last").model
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name

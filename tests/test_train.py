@@ -141,29 +141,13 @@ def test_best_epoch_is_kept_and_returned(tmp_path, synth, to_disk):
         assert evaluate(reloaded, tok, valid, cfg)["overall"]["f1"] == res.best_f1
 
 
-def test_resume_reproduces_an_uninterrupted_run(tmp_path, synth):
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, synth, cut_after_first_save):
     """Stop after epoch 1 of a 2-epoch run, resume from OUT/last: bitwise the weights of no stop."""
     data = synth["train"].select(range(64))
     cfg = TrainConfig(epochs=2, batch_size=16, mixed_precision="no", patience=None, **QUIET)
     full = train(*tiny(synth), data, None, cfg, out_dir=tmp_path / "full").model
 
-    class Stop(Exception):
-        pass
-
-    import nerbook.train as T
-
-    real_save = T.save_state
-
-    def save_then_stop(*args, **kwargs):
-        real_save(*args, **kwargs)
-        raise Stop
-
-    T.save_state = save_then_stop
-    try:
-        with pytest.raises(Stop):
-            train(*tiny(synth), data, None, cfg, out_dir=tmp_path / "cut")
-    finally:
-        T.save_state = real_save
+    cut_after_first_save(lambda: train(*tiny(synth), data, None, cfg, out_dir=tmp_path / "cut"))
     resumed = train(*tiny(synth), data, None, cfg, out_dir=tmp_path / "cut",
                     resume_from=tmp_path / "cut" / "last").model
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):

@@ -57,6 +57,18 @@ def tiny_ckpt(files, tmp_path_factory):
     return save_checkpoint(res.model, tok, tmp_path_factory.mktemp("bench_ckpt"), {"max_length": 128, "stride": 32})
 
 
+@pytest.fixture(autouse=True)
+def brief_rate_samples(monkeypatch):
+    """``bench train`` samples the 1024 x 1024 matrix-product rate before the first run and after
+    every run, 0.3 s per dtype (about 0.7 s a sample, 3-4 s a test here); these tests check the
+    plumbing, so each sample runs for 0.02 s per dtype. ``test_matmul_rate_counts_two_n_cubed_per_product``
+    checks the arithmetic, ``test_bench_train_samples_the_rates_around_every_run`` the bracketing."""
+    from nerbook.bench import measure, training
+
+    monkeypatch.setattr(training, "matmul_rates", lambda device: {
+        d: measure.matmul_tflops(device, d, min_seconds=0.02) for d in ("fp32", "bf16")})
+
+
 def _json(capsys, argv) -> dict:
     capsys.readouterr()
     assert main(argv) == 0

@@ -14,6 +14,7 @@ from nerbook.bench import (
     TRAIN_CONTENDERS,
     MemoryMeter,
     TokenCounter,
+    goal_by_repeat,
     model_flops,
     pipeline_word_tags,
     repeat_ratios,
@@ -65,8 +66,7 @@ def brief_rate_samples(monkeypatch):
     checks the arithmetic, ``test_bench_train_samples_the_rates_around_every_run`` the bracketing."""
     from nerbook.bench import measure, training
 
-    monkeypatch.setattr(training, "matmul_rates", lambda device: {
-        d: measure.matmul_tflops(device, d, min_seconds=0.02) for d in ("fp32", "bf16")})
+    monkeypatch.setattr(training, "matmul_rates", lambda device: measure.matmul_rates(device, min_seconds=0.02))
 
 
 def _json(capsys, argv) -> dict:
@@ -584,6 +584,15 @@ def test_take_turns_warms_up_then_times_every_setting_each_round_in_a_new_order(
         expected += order
     assert [n for n, _ in timed] == expected
     assert seconds == {n: [float(5 + i) for i, m in enumerate(expected) if m == n] for n in names}
+
+
+def test_goal_by_repeat_words_every_case():
+    assert goal_by_repeat([1.54, 1.95], 1.5) == "met in every repeat"
+    assert goal_by_repeat([1.36, 2.09], 1.5) == "met on average, not in every repeat"  # mean 1.725
+    assert goal_by_repeat([1.2, 1.6], 1.5) == "met in some repeats only"  # mean 1.4
+    assert goal_by_repeat([None, 2.0], 1.5) == "met in some repeats only"  # one never reached the target
+    assert goal_by_repeat([0.17, 0.14], 0.45) == "not met"
+    assert goal_by_repeat([], 1.5) == "not met"
 
 
 def test_repeat_ratios_pairs_the_repeats():

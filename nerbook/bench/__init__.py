@@ -43,11 +43,17 @@ from nerbook.bench.prediction import (
     same_words,
     single_piece_words,
 )
-from nerbook.bench.report import predict_table, repeat_ratios, train_table, until_table
+from nerbook.bench.report import (
+    goal_by_repeat,
+    predict_table,
+    repeat_ratios,
+    train_table,
+    until_table,
+)
 from nerbook.bench.runner import Runner
 from nerbook.bench.training import bench_train
 
 __all__ = ["BERT_BASE_RANDOM", "PEAK_BF16_TFLOPS", "PREDICT_CONTENDERS", "TRAIN_CONTENDERS", "DevClock", "MemoryMeter",
            "PredictSpec", "Runner", "TokenCounter", "TrainSpec", "bench_predict", "bench_train", "model_flops",
-           "peak_tflops", "pipeline_word_tags", "predict_table", "repeat_ratios", "run_predict_contender", "run_train_contender",
+           "goal_by_repeat", "peak_tflops", "pipeline_word_tags", "predict_table", "repeat_ratios", "run_predict_contender", "run_train_contender",
            "same_words", "single_piece_words", "StopRun", "train_table", "until_table"]

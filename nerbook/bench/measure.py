@@ -183,6 +183,6 @@ def matmul_tflops(device: str, dtype: str = "bf16", size: int = 1024, min_second
     return 2.0 * m * k * n * count / elapsed / 1e12
 
 
-def matmul_rates(device: str, dtypes: tuple[str, ...] = ("fp32", "bf16")) -> dict[str, float]:
-    """:func:`matmul_tflops` for each dtype, keyed by its name."""
-    return {d: matmul_tflops(device, d) for d in dtypes}
+def matmul_rates(device: str, dtypes: tuple[str, ...] = ("fp32", "bf16"), min_seconds: float = 0.3) -> dict[str, float]:
+    """:func:`matmul_tflops` for each dtype (each timed for ``min_seconds``), keyed by its name."""
+    return {d: matmul_tflops(device, d, min_seconds=min_seconds) for d in dtypes}

@@ -65,6 +65,19 @@ def repeat_ratios(result: dict, contender: str = "trainer-tuned") -> list[float 
             for theirs, ours in zip(reach[contender]["seconds_to_f1"], reach["nerbook"]["seconds_to_f1"], strict=True)]
 
 
+def goal_by_repeat(values: list[float | None], goal: float) -> str:
+    """Whether ``goal`` (a time-to-F1 ratio, an MFU) holds across the repeats of one benchmark run,
+    as the chapters word it: ``met in every repeat``, ``met on average, not in every repeat`` (the
+    mean of the repeats' values), ``met in some repeats only`` or ``not met``. A repeat without a
+    value (``None``: the target not reached) does not meet it, and leaves no average."""
+    reached = [v is not None and v >= goal for v in values]
+    if values and all(reached):
+        return "met in every repeat"
+    if values and None not in values and sum(values) / len(values) >= goal:
+        return "met on average, not in every repeat"
+    return "met in some repeats only" if any(reached) else "not met"
+
+
 def predict_table(result: dict) -> str:
     """One line per contender of :func:`nerbook.bench.bench_predict`'s result: seconds, ratio,
     sentences per second, span agreement with nerbook (all, and on single-piece words), F1."""

@@ -18,6 +18,7 @@ from nerbook.bench import (
     model_flops,
     pipeline_word_tags,
     repeat_ratios,
+    time_to_f1_rows,
     until_table,
 )
 from nerbook.cli import main
@@ -604,3 +605,32 @@ def test_repeat_ratios_pairs_the_repeats():
     rec = json.loads((Path(__file__).resolve().parents[1] / "records"
                       / "bench-time-to-f1-cpu-minilm-conll2003-batch64.json").read_text())
     assert [round(r, 2) for r in repeat_ratios(rec["result"])] == [1.72, 1.87]
+
+
+def test_time_to_f1_rows_one_row_per_record_oldest_first():
+    """Each record's row: its recipe, means, ratio by repeat and verdict, computed here by hand."""
+    def record(date, ours, theirs, config=None):
+        mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+        return {"date": date, "result": {
+            "setup": {"batch_size": 64, "lr": 4e-4, "nerbook_config": config},
+            "time_to_f1": {"nerbook": {"seconds_to_f1": ours, "mean_seconds_to_f1": mean(ours)},
+                           "trainer-tuned": {"seconds_to_f1": theirs, "mean_seconds_to_f1": mean(theirs),
+                                             "ratio": mean(theirs) / mean(ours)}},
+            "contenders": {"nerbook": {"tokens_per_s": 2400.0, "mfu_bf16": 0.15}}}}
+
+    later = record("2026-12-02T07:00:00Z", [100.0, 120.0], [136.0, 251.0], {"warmup_ratio": 0.0})
+    first = record("2026-12-01T03:00:00Z", [100.0, 100.0], [154.0, 195.0])
+    rows = time_to_f1_rows([later, first])
+    assert [r["date"] for r in rows] == ["2026-12-01", "2026-12-02"]
+    assert rows[0]["nerbook recipe"] == "batch_size=64, lr=0.0004"
+    assert rows[1]["nerbook recipe"] == "batch_size=64, lr=0.0004, warmup_ratio=0"
+    assert rows[0]["by repeat"] == "1.54, 1.95" and rows[0]["goal 1.5x"] == "met in every repeat"
+    assert rows[1]["by repeat"] == "1.36, 2.09"                  # 136 / 100, 251 / 120
+    assert rows[1]["goal 1.5x"] == "met on average, not in every repeat"  # mean 1.725
+    assert abs(rows[1]["ratio"] - 387 / 220) < 1e-12 and rows[1]["nerbook s"] == 110.0
+    assert rows[1]["MFU bf16"] == 0.15 and rows[1]["nerbook tokens/s"] == 2400.0
+    # the committed records: the current default recipe ran twice, the second time one repeat fell short
+    files = sorted((Path(__file__).resolve().parents[1] / "records").glob("bench-time-to-f1-*.json"))
+    committed = time_to_f1_rows([json.loads(f.read_text()) for f in files])
+    assert len(committed) == len(files) >= 6
+    assert [r["date"] for r in committed] == sorted(r["date"] for r in committed)

@@ -47,6 +47,7 @@ from nerbook.bench.report import (
     goal_by_repeat,
     predict_table,
     repeat_ratios,
+    time_to_f1_rows,
     train_table,
     until_table,
 )
@@ -56,4 +57,4 @@ from nerbook.bench.training import bench_train
 __all__ = ["BERT_BASE_RANDOM", "PEAK_BF16_TFLOPS", "PREDICT_CONTENDERS", "TRAIN_CONTENDERS", "DevClock", "MemoryMeter",
            "PredictSpec", "Runner", "TokenCounter", "TrainSpec", "bench_predict", "bench_train", "model_flops",
            "goal_by_repeat", "peak_tflops", "pipeline_word_tags", "predict_table", "repeat_ratios", "run_predict_contender", "run_train_contender",
-           "same_words", "single_piece_words", "StopRun", "train_table", "until_table"]
+           "same_words", "single_piece_words", "StopRun", "time_to_f1_rows", "train_table", "until_table"]

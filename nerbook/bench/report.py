@@ -78,6 +78,33 @@ def goal_by_repeat(values: list[float | None], goal: float) -> str:
     return "met in some repeats only" if any(reached) else "not met"
 
 
+def time_to_f1_rows(records: list[dict], goal: float = 1.5, contender: str = "trainer-tuned") -> list[dict]:
+    """One row per time-to-F1 record (a committed ``bench-time-to-f1-*.json``, oldest first): the
+    recipe nerbook ran, each loop's mean training seconds to the target, the mean ratio and the ratio
+    repeat by repeat (:func:`repeat_ratios`), the verdict on ``goal`` (:func:`goal_by_repeat`),
+    nerbook's real tokens per second and its MFU against the bf16 1024 x 1024 rate of the same run.
+    The results page shows them side by side, so that a rerun of the same command stands next to
+    its first run (chapter "Results")."""
+    rows = []
+    for rec in sorted(records, key=lambda r: r["date"]):
+        result = rec["result"]
+        setup, reach, ours = result["setup"], result["time_to_f1"], result["contenders"]["nerbook"]
+        per_repeat = repeat_ratios(result, contender)
+        changed = {"batch_size": setup["batch_size"], "lr": setup["lr"], **(setup.get("nerbook_config") or {})}
+        rows.append({
+            "date": rec["date"][:10],
+            "nerbook recipe": ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items()),
+            "nerbook s": reach["nerbook"]["mean_seconds_to_f1"],
+            f"{contender} s": reach[contender]["mean_seconds_to_f1"],
+            "ratio": reach[contender]["ratio"],
+            "by repeat": ", ".join(fmt(r, ".2f") for r in per_repeat),
+            f"goal {goal:g}x": goal_by_repeat(per_repeat, goal),
+            "nerbook tokens/s": ours["tokens_per_s"],
+            "MFU bf16": ours.get("mfu_bf16"),
+        })
+    return rows
+
+
 def predict_table(result: dict) -> str:
     """One line per contender of :func:`nerbook.bench.bench_predict`'s result: seconds, ratio,
     sentences per second, span agreement with nerbook (all, and on single-piece words), F1."""

@@ -81,8 +81,8 @@ def goal_by_repeat(values: list[float | None], goal: float) -> str:
 def time_to_f1_rows(records: list[dict], goal: float = 1.5, contender: str = "trainer-tuned") -> list[dict]:
     """One row per time-to-F1 record (a committed ``bench-time-to-f1-*.json``, oldest first): the
     recipe nerbook ran, each loop's mean training seconds to the target, the mean ratio and the ratio
-    repeat by repeat (:func:`repeat_ratios`), the verdict on ``goal`` (:func:`goal_by_repeat`),
-    nerbook's real tokens per second and its MFU against the bf16 1024 x 1024 rate of the same run.
+    repeat by repeat (:func:`repeat_ratios`), the verdict on ``goal`` (:func:`goal_by_repeat`) and
+    nerbook's real tokens per second.
     The results page shows them side by side, so that a rerun of the same command stands next to
     its first run (chapter "Results")."""
     rows = []
@@ -90,17 +90,18 @@ def time_to_f1_rows(records: list[dict], goal: float = 1.5, contender: str = "tr
         result = rec["result"]
         setup, reach, ours = result["setup"], result["time_to_f1"], result["contenders"]["nerbook"]
         per_repeat = repeat_ratios(result, contender)
-        changed = {"batch_size": setup["batch_size"], "lr": setup["lr"], **(setup.get("nerbook_config") or {})}
+        lr = f"{setup['lr']:.0e}".replace("e-0", "e-")
+        changed = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in (setup.get("nerbook_config") or {}).items())
         rows.append({
             "date": rec["date"][:10],
-            "nerbook recipe": ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items()),
+            "nerbook recipe": f"batch {setup['batch_size']}, lr {lr}" + (f"; {changed}" if changed else ""),
             "nerbook s": reach["nerbook"]["mean_seconds_to_f1"],
             f"{contender} s": reach[contender]["mean_seconds_to_f1"],
             "ratio": reach[contender]["ratio"],
             "by repeat": ", ".join(fmt(r, ".2f") for r in per_repeat),
             f"goal {goal:g}x": goal_by_repeat(per_repeat, goal),
             "nerbook tokens/s": ours["tokens_per_s"],
-            "MFU bf16": ours.get("mfu_bf16"),
         })
     return rows
 

@@ -634,3 +634,5 @@ def test_time_to_f1_rows_one_row_per_record_oldest_first():
     committed = time_to_f1_rows([json.loads(f.read_text()) for f in files])
     assert len(committed) == len(files) >= 6
     assert [r["date"] for r in committed] == sorted(r["date"] for r in committed)
+    today = [r for r in committed if r["nerbook recipe"] == committed[-1]["nerbook recipe"]]
+    assert [r["goal 1.5x"] for r in today] == ["met in every repeat", "met on average, not in every repeat"]

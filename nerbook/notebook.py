@@ -20,8 +20,9 @@ PROFILES = ("offline", "full")
 #: Threads of torch's CPU operators in every chapter (:func:`setup_notebook`). The committed
 #: outputs were computed with two, on the 2-core machines this book is built on. The number of
 #: threads decides how a matrix product's sums are split, and so their last bits: measured
-#: (2026-12-01), the scaling chapter's 1-layer dev F1 read 0.938 with one thread against the
-#: committed 0.941 with two, and its checked output failed. torch's default is one thread per
+#: (2026-12-02, every notebook through nbval with one thread), 21 checked cells of five chapters
+#: printed something else (the scaling chapter's 6-layer dev F1 read 0.941 against the committed
+#: 0.938 with two), and their tests failed. torch's default is one thread per
 #: core, so without this pin a checked output would differ on a laptop with more (or fewer) cores.
 #: It costs the build nothing: all chapters executed two at a time on a 2-core machine took 455 s
 #: with one thread each and 454 s with two (2026-12-02, one run each, one after the other).

@@ -38,8 +38,12 @@ def recipe_line(setup: dict) -> str | None:
     changed = setup.get("nerbook_config")
     if not changed:
         return None
-    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
-    return f"nerbook ran with {shown}; the others with batch_size={setup['batch_size']}, lr={setup['lr']:g}"
+    return f"nerbook ran with {_settings_text(changed)}; the others with batch_size={setup['batch_size']}, lr={setup['lr']:g}"
+
+
+def _settings_text(settings: dict) -> str:
+    """``k=v, ...`` for settings such as ``--nerbook``'s, floats in their shortest form (``warmup_ratio=0``)."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
 
 
 def until_table(result: dict) -> str:
@@ -91,8 +95,7 @@ def time_to_f1_rows(records: list[dict], goal: float = 1.5, contender: str = "tr
         setup, reach, ours = result["setup"], result["time_to_f1"], result["contenders"]["nerbook"]
         per_repeat = repeat_ratios(result, contender)
         lr = f"{setup['lr']:.0e}".replace("e-0", "e-")
-        changed = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in (setup.get("nerbook_config") or {}).items())
+        changed = _settings_text(setup.get("nerbook_config") or {})
         rows.append({
             "date": rec["date"][:10],
             "nerbook recipe": f"batch {setup['batch_size']}, lr {lr}" + (f"; {changed}" if changed else ""),

@@ -32,14 +32,13 @@ import argparse
 import itertools
 import sys
 import time
-from collections import Counter
 
 import torch
 
 from nerbook.align import WindowConfig, encode_windows
 from nerbook.batching import PackingCollator
 from nerbook.bench.contenders import load_bench_model
-from nerbook.bench.measure import TokenCounter, matmul_tflops, model_flops
+from nerbook.bench.measure import TokenCounter, linear_gemm_rate, matmul_tflops, model_flops
 from nerbook.cli.train import share
 from nerbook.data import load_splits
 from nerbook.records import write_record
@@ -59,16 +58,6 @@ def kind_of(name: str) -> str:
         if name.startswith(prefixes):
             return kind
     return "other"
-
-
-def shape_rate(model, tokens: int, dtype: str) -> float:
-    """TFLOP/s of the model's linear layers as ``(tokens x in) @ (in x out)`` products in
-    ``dtype``: each distinct shape timed (:func:`~nerbook.bench.measure.matmul_tflops`), weighted
-    by how many layers have it."""
-    shapes = Counter((m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear))
-    flops = {shape: count * 2.0 * tokens * shape[0] * shape[1] for shape, count in shapes.items()}
-    seconds = sum(f / (1e12 * matmul_tflops("cpu", dtype, shape=(tokens, *shape))) for shape, f in flops.items())
-    return sum(flops.values()) / seconds / 1e12
 
 
 def step_profile(model, tokenizer, train_ds, cfg: TrainConfig, warmup: int, steps: int) -> dict:
@@ -154,7 +143,8 @@ def main() -> None:
         row = {"dropout": dropout, **step_profile(model, tokenizer, train_ds, cfg, args.warmup, args.steps)}
         tokens = round(row["computed_tokens_per_batch"])
         row["matmul_tflops"] = {"1024": {d: matmul_tflops("cpu", d) for d in ("fp32", "bf16")},
-                                "model_shapes": {d: shape_rate(model, tokens, d) for d in ("fp32", "bf16")}}
+                                "model_shapes": {d: linear_gemm_rate(model, tokens, d, backward=False)
+                                                 for d in ("fp32", "bf16")}}
         ref = row["matmul_tflops"]
         row["mfu"] = {f"{where}_{d}": row["model_tflops"] / ref[where][d] for where in ref for d in ref[where]}
         rows.append(row)

@@ -636,3 +636,90 @@ def test_time_to_f1_rows_one_row_per_record_oldest_first():
     assert [r["date"] for r in committed] == sorted(r["date"] for r in committed)
     today = [r for r in committed if r["nerbook recipe"] == committed[-1]["nerbook recipe"]]
     assert [r["goal 1.5x"] for r in today] == ["met in every repeat", "met on average, not in every repeat"]
+
+
+def test_token_counter_counts_a_batch_directly_as_its_hook_does():
+    """count() adds what the hook adds (for a compiled model, whose hooks do not run): hand-counted
+    padded rows, and packed rows with a block-diagonal mask."""
+    model = _Toy().train()
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    direct = TokenCounter(model, pad_id=0)
+    direct.remove()
+    direct.count(ids, mask)
+    assert direct.totals() == {"real_tokens": 5, "computed_tokens": 8, "batches": 1, "sum_len_sq": 9 + 4}
+    hooked = TokenCounter(model, pad_id=0)
+    model(input_ids=ids, attention_mask=mask)
+    hooked.remove()
+    assert hooked.totals() == direct.totals()
+    # one row packing windows of 2 and 1 tokens, then a pad that sees itself only
+    packed = torch.tensor([[[[True, True, False, False], [True, True, False, False],
+                             [False, False, True, False], [False, False, False, True]]]])
+    direct.count(torch.tensor([[5, 6, 7, 0]]), packed)
+    assert direct.totals() == {"real_tokens": 8, "computed_tokens": 12, "batches": 2, "sum_len_sq": 13 + 4 + 1}
+
+
+def test_linear_gemm_rate_weights_each_product_by_its_flops(monkeypatch):
+    """The rate of a step's linear products is their FLOPs over the sum of each product's time at
+    its own rate; with a stand-in rate per shape the answer is worked out by hand."""
+    from nerbook.bench import measure
+
+    rates = {}
+
+    def fake_rate(device, dtype="bf16", size=1024, min_seconds=0.3, shape=None):
+        rates[shape] = rates.get(shape, 0) + 1
+        return {(10, 4, 8): 1.0, (10, 8, 4): 2.0, (8, 10, 4): 4.0, (4, 10, 8): 0.5}[shape]
+
+    monkeypatch.setattr(measure, "matmul_tflops", fake_rate)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4), torch.nn.Linear(4, 8))
+    flop = 2 * 10 * 4 * 8  # every product here does 640 FLOPs
+    # forward: (10,4,8) twice at 1, (10,8,4) once at 2
+    assert measure.linear_gemm_rate(model, 10, backward=False) * 1e12 == pytest.approx(
+        3 * flop / ((2 * flop / 1.0 + flop / 2.0) / 1e12))
+    # and backward: two layers 4->8 add (10,8,4) and (8,10,4); the 8->4 layer adds (10,4,8) and (4,10,8)
+    seconds = (3 * flop / 1.0 + 3 * flop / 2.0 + 2 * flop / 4.0 + flop / 0.5) / 1e12
+    assert measure.linear_gemm_rate(model, 10) * 1e12 == pytest.approx(9 * flop / seconds)
+    assert set(rates) == {(10, 4, 8), (10, 8, 4), (8, 10, 4), (4, 10, 8)}
+
+
+def test_mfu_ceiling_runs_every_setting_on_the_same_batches(conll_dir, monkeypatch, tmp_path, capsys):
+    """bench/mfu_ceiling.py's plumbing on the tiny model: every setting in turn on the same tokens,
+    the compiled ones asked for with dynamic shapes, MFU as model FLOP rate over the reference; the
+    levers really change the model (bf16 weights, no dropout). torch.compile and the reference
+    products are stood in for (a real CPU compile takes a minute)."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "mfu_ceiling.py"
+    spec = importlib.util.spec_from_file_location("mfu_ceiling", path)
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    compiled = []
+    monkeypatch.setattr(check.torch, "compile", lambda model, dynamic=None: compiled.append(dynamic) or model)
+    monkeypatch.setattr(check, "matmul_tflops", lambda *a, **k: 2.0)
+    monkeypatch.setattr(check, "linear_gemm_rate", lambda model, tokens, dtype: 3.0)
+    record = tmp_path / "ceiling.json"
+    argv = ["mfu_ceiling.py", str(conll_dir), "--model", "tiny", "--warmup", "1", "--steps", "2", "--rounds", "1",
+            "--record", str(record)]
+    monkeypatch.setattr(sys, "argv", argv)
+    check.main()
+    assert compiled == [True, True, True]  # compiled, compiled with bf16 weights, all three
+    result = json.loads(record.read_text())["result"]
+    rows = result["rows"]
+    assert list(rows) == list(check.SETTINGS)
+    assert len({(r["real_tokens"], r["computed_tokens"], r["sum_len_sq"]) for r in rows.values()}) == 1
+    for r in rows.values():
+        assert len(r["step_seconds"]) == 2 and len(r["rounds"]) == 1
+        assert r["mfu_bf16"] == pytest.approx(r["model_tflops"] / 2.0)
+    assert result["ceiling"]["mfu_bf16"] == pytest.approx(1.5)
+    assert "MFU ceiling 150.0%" in capsys.readouterr().out
+    args = check.argparse.Namespace(model="tiny", warmup=1, steps=2, data=str(conll_dir))
+    from nerbook.data import load_splits
+
+    train_ds, _, schema = load_splits(str(conll_dir), None, 64 * 3)
+    _, model = check.measure("all three", args, train_ds, schema)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert all(m.p == 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    _, model = check.measure("nerbook", args, train_ds, schema)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout))

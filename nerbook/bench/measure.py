@@ -98,14 +98,18 @@ class TokenCounter:
         self._handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
-        import torch
-
         if not module.training:
             return None
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is None:
-            return None
-        mask = kwargs.get("attention_mask")
+        if ids is not None:
+            self.count(ids, kwargs.get("attention_mask"))
+        return None
+
+    def count(self, ids, mask=None) -> None:
+        """Add one batch (its ``input_ids`` and ``attention_mask``) to the sums, as the hook does for
+        every training forward pass; call it directly for a model the hook cannot see (compiled)."""
+        import torch
+
         self.computed += ids.numel()
         self.batches += 1
         if mask is not None and mask.dim() == 4:  # packed rows: block-diagonal mask, one block a window
@@ -117,7 +121,6 @@ class TokenCounter:
             real, sq = lengths.sum(), (lengths * lengths).sum()
         self.real = real if self.real is None else self.real + real
         self.sq = sq if self.sq is None else self.sq + sq
-        return None
 
     def remove(self) -> None:
         self._handle.remove()
@@ -181,6 +184,33 @@ def matmul_tflops(device: str, dtype: str = "bf16", size: int = 1024, min_second
             if elapsed >= min_seconds:
                 break
     return 2.0 * m * k * n * count / elapsed / 1e12
+
+
+def linear_gemm_rate(model, tokens: int, dtype: str = "bf16", backward: bool = True,
+                     min_seconds: float = 0.3) -> float:
+    """TFLOP/s of ``model``'s linear layers' matrix products run alone, at ``tokens`` rows, in
+    ``dtype`` on the CPU: each distinct ``(in, out)`` shape timed with :func:`matmul_tflops`, weighted
+    by the FLOPs it does (chapter "Making it fast"). With ``backward`` each layer does a training
+    step's three products, ``(tokens x in) @ (in x out)`` forward, ``(tokens x out) @ (out x in)`` for
+    the input's gradient and ``(out x tokens) @ (tokens x in)`` for the weight's; else the forward one.
+
+    A step whose every other operation took no time would run its linear layers at this rate: the
+    ceiling of its MFU against a reference product is this rate over the reference's."""
+    from collections import Counter
+
+    import torch
+
+    shapes = Counter((m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear))
+    products = Counter()
+    for (n_in, n_out), layers in shapes.items():
+        products[(tokens, n_in, n_out)] += layers
+        if backward:
+            products[(tokens, n_out, n_in)] += layers
+            products[(n_out, tokens, n_in)] += layers
+    flops = {shape: count * 2.0 * shape[0] * shape[1] * shape[2] for shape, count in products.items()}
+    seconds = sum(f / (1e12 * matmul_tflops("cpu", dtype, min_seconds=min_seconds, shape=shape))
+                  for shape, f in flops.items())
+    return sum(flops.values()) / seconds / 1e12
 
 
 def matmul_rates(device: str, dtypes: tuple[str, ...] = ("fp32", "bf16"), min_seconds: float = 0.3) -> dict[str, float]:

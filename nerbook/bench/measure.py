@@ -2,8 +2,9 @@
 
 :class:`MemoryMeter` reads a run's own peak memory, :class:`TokenCounter` counts every
 training forward pass's real and padded tokens whatever loop drives the model, and
-:func:`model_flops` turns tokens into the useful work for the model-FLOP utilisation (MFU), and
-:func:`matmul_tflops` measures what that work is compared with on a CPU (no spec-sheet peak).
+:func:`model_flops` turns tokens into the useful work for the model-FLOP utilisation (MFU),
+:func:`matmul_tflops` measures what that work is compared with on a CPU (no spec-sheet peak), and
+:func:`linear_gemm_rate` how fast a model's own products run alone (the ceiling of its MFU).
 """
 
 from __future__ import annotations

@@ -87,6 +87,8 @@ def setup_notebook(seed: int = 0, profile: str | None = None, verbose: bool = Tr
     if name == "offline":
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+        # nothing to download: no progress bars (saving a model draws one) in the stored outputs
+        transformers.logging.disable_progress_bar()
     device = pick_device()
     prof = Profile(
         name=name,

@@ -431,3 +431,23 @@ def test_default_recipe_by_model_and_on_resume(tmp_path):
                             "attention_dropout": None}
     (tmp_path / "nerbook.json").write_text(json.dumps({"labels": ["O"], "train_config": {"lr": 3e-4, "batch_size": 8}}))
     assert default_recipe("offline", resume=str(tmp_path)) == {**OFFLINE_RECIPE, "lr": 3e-4, "batch_size": 8}
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_train_draws_progress_bars_only_on_a_terminal(tmp_path, conll_dir, capsys, monkeypatch, terminal):
+    """On a terminal `nerbook train` draws its epoch bars on stderr; into a pipe, a log file or a
+    notebook's captured stream it draws none (they would fill a log with carriage returns)."""
+    import io
+
+    class Err(io.StringIO):
+        def isatty(self):
+            return terminal
+
+    err = Err()
+    monkeypatch.setattr(sys, "stderr", err)
+    code = main([str(a) for a in ("train", "--train", conll_dir, "--model", "tiny", "--out", tmp_path / "run",
+                                  "--epochs", "1", "--batch-size", "32", "--lr", "3e-3", "--max-length", "64",
+                                  "--limit", "64")])
+    assert code == 0, err.getvalue()
+    assert ("epoch 1/1" in err.getvalue()) is terminal
+    assert "best dev" in capsys.readouterr().out

@@ -43,6 +43,17 @@ def test_a_notebook_start_imports_neither_peft_nor_the_compiler_yet_asks_for_det
     assert out.stdout.split() == ["[]", "True", "True"]
 
 
+@pytest.mark.parametrize("profile, bars", [("offline", "False"), ("full", "True")])
+def test_the_offline_profile_draws_no_transformers_progress_bars(profile, bars):
+    """Offline there is nothing to download, and a bar drawn while saving a model would be stored in a
+    chapter's outputs (a widget that renders as nothing offline); the full profile keeps the download bars."""
+    code = (f"import nerbook, transformers; nerbook.setup_notebook(seed=0, profile={profile!r}, verbose=False); "
+            "print(transformers.utils.logging.is_progress_bar_enabled())")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == [bars]
+
+
 def test_a_notebook_computes_with_the_same_threads_on_any_number_of_cores():
     """Checked notebook outputs depend on torch's thread count (nerbook.notebook.NOTEBOOK_THREADS);
     torch's default follows the cores, so a chapter started on one core must still use two."""

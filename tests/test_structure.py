@@ -166,12 +166,17 @@ def test_no_stale_widget_state(path: Path) -> None:
     assert size <= MAX_WIDGET_STATE, (
         f"{path.name} carries {size} bytes of widget state in its metadata: clear it "
         "(Jupyter: Edit > Clear widget state, or strip metadata.widgets) and save again")
+    views = 0
     for index, cell in enumerate(nb["cells"]):
         for out in cell.get("outputs", []):
             data = out.get("data", {})
             blob = data.get("application/vnd.jupyter.widget-view+json")
+            views += blob is not None
             assert blob is None or len(json.dumps(blob)) <= MAX_WIDGET_STATE, (
                 f"{path.name}: cell {index} has a widget view over {MAX_WIDGET_STATE} bytes")
+    assert views or not state, (
+        f"{path.name} shows no widget but carries the state of {size} bytes of old ones (an earlier run's "
+        "progress bars): strip metadata.widgets")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from nerbook.cli.common import CliError, positive
@@ -122,7 +123,8 @@ def add_parser(sub) -> None:
                             "last finished epoch, and with the same other arguments ends as the run would have")
     again.add_argument("--overwrite", action="store_true",
                        help="train into a non-empty --out: its best/ and last/ are deleted first")
-    t.add_argument("--json", action="store_true", help="print a JSON record")
+    t.add_argument("--json", action="store_true", help="print a JSON record (the progress bars, drawn only "
+                   "when stderr is a terminal, are then off too)")
     t.add_argument("--record", help="also write the JSON with provenance (hardware, versions, data hash) here")
     t.set_defaults(func=run, show=show)
 
@@ -189,7 +191,7 @@ def run(args: argparse.Namespace) -> dict:
                       dropout=args.dropout, attention=args.attention, attention_dropout=args.attention_dropout,
                       max_length=args.max_length, stride=args.stride, doc_context=args.doc_context,
                       seed=args.seed, mixed_precision=args.precision, patience=args.patience,
-                      grad_accum=args.grad_accum, progress=not args.json, packing=args.packing,
+                      grad_accum=args.grad_accum, progress=not args.json and sys.stderr.isatty(), packing=args.packing,
                       freeze_word_embeddings=False if args.train_embeddings else None,
                       label_all_subwords=args.label_all_subwords, adversarial=args.adversarial,
                       **{k: v for k, v in (("adv_eps", args.adv_eps), ("adv_steps", args.adv_steps)) if v})

@@ -41,7 +41,7 @@ OFFLINE_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-# A page whose notebook saved widget state (book/ner_training) loads the widget manager from a CDN
+# A page whose notebook saved widget state (WIDGET_PAGES) loads the widget manager from a CDN
 # (myst-nb's nb_ipywidgets_js) to draw the saved widgets; offline the widget output stays empty
 # and the chapter's next cell shows the same thing statically. These two requests, and the
 # console errors of their failure, are the only network use allowed, on those pages only.
@@ -49,8 +49,9 @@ WIDGET_JS = (
     "https://cdnjs.cloudflare.com/ajax/libs/require.js/",
     "https://cdn.jsdelivr.net/npm/@jupyter-widgets/html-manager@",
 )
-# The one page that may save widget state: a stray one (a progress bar's) would be stored by accident.
-WIDGET_PAGES = {"book/ner_training.html"}
+# The pages whose widgets are meant (attention's head explorer, the training chapter's live tagger); on
+# any other page widget state would be a stray one's (a progress bar's), stored by accident.
+WIDGET_PAGES = {"book/attention.html", "book/ner_training.html"}
 # Two errors that have nothing to do with the network, tolerated by their exact text:
 KNOWN_ERRORS = (
     # Sphinx 7.4.7 writes twice an inline script that an extension adds after the builder started

@@ -97,7 +97,7 @@ def measure(name: str, args, train_ds, schema) -> tuple[dict, torch.nn.Module]:
     if len(batches) < args.warmup + args.steps:
         raise SystemExit(f"{args.data}: {len(batches)} batches; --warmup and --steps need {args.warmup + args.steps}")
     counter = TokenCounter(model, tokenizer.pad_token_id)
-    counter.remove()  # counted directly: a compiled model runs no hooks of its own
+    counter.remove()  # counted from the batches before the timing: no hook runs in the timed steps
     for b in batches[args.warmup:args.warmup + args.steps]:
         counter.count(b["input_ids"], b.get("attention_mask"))
     totals = counter.totals()

@@ -108,7 +108,8 @@ class TokenCounter:
 
     def count(self, ids, mask=None) -> None:
         """Add one batch (its ``input_ids`` and ``attention_mask``) to the sums, as the hook does for
-        every training forward pass; call it directly for a model the hook cannot see (compiled)."""
+        every training forward pass; call it directly to count batches outside the timed steps
+        (``bench/mfu_ceiling.py``: the same count for every setting, compiled or not)."""
         import torch
 
         self.computed += ids.numel()

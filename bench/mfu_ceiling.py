@@ -7,6 +7,9 @@ levers that remove what is not matrix products, alone and together:
 
 - ``compiled``: ``torch.compile(model, dynamic=True)`` fuses the elementwise work (packed batches
   change shape every step); its first step, where it compiles, is timed apart;
+- ``max-autotune``: the same with ``mode="max-autotune"``, which times alternative kernels for the
+  products (on a CPU, inductor's GEMM templates, which can fuse the work that follows a product into
+  it) and keeps the fastest;
 - ``no dropout``: every dropout rate 0, so no random masks are drawn;
 - ``bf16 weights``: the model cast to bf16 and run without autocast, so no casts of weights,
   activations or gradients; the optimiser then updates bf16 weights, which loses small updates:
@@ -47,7 +50,8 @@ from nerbook.runtime import resolve_precision
 from nerbook.train import TrainConfig, make_loader, make_optimizer, run_settings
 
 #: The settings, in the order they run: what each changes in nerbook's step.
-SETTINGS = {"nerbook": {}, "compiled": {"compile": True}, "no dropout": {"dropout": 0.0},
+SETTINGS = {"nerbook": {}, "compiled": {"compile": True}, "max-autotune": {"compile": "max-autotune"},
+            "no dropout": {"dropout": 0.0},
             "bf16 weights": {"bf16_weights": True}, "compiled, bf16 weights": {"compile": True, "bf16_weights": True},
             "all three": {"compile": True, "dropout": 0.0, "bf16_weights": True}}
 
@@ -67,7 +71,8 @@ def time_setting(model, batches, setting: dict, warmup: int, steps: int) -> dict
         batches = [{k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in b.items()} for b in batches]
     autocast = not bf16_weights and resolve_precision("auto", "cpu") == "bf16"
     optimizer = make_optimizer(model, recipe_config(), "cpu")
-    step_model = torch.compile(model, dynamic=True) if setting.get("compile") else model
+    mode = setting.get("compile")
+    step_model = torch.compile(model, dynamic=True, mode=None if mode is True else mode) if mode else model
 
     def step(batch) -> float:
         start = time.perf_counter()

@@ -695,7 +695,7 @@ def test_mfu_ceiling_runs_every_setting_on_the_same_batches(conll_dir, monkeypat
     check = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check)
     compiled = []
-    monkeypatch.setattr(check.torch, "compile", lambda model, dynamic=None: compiled.append(dynamic) or model)
+    monkeypatch.setattr(check.torch, "compile", lambda model, dynamic=None, mode=None: compiled.append((dynamic, mode)) or model)
     monkeypatch.setattr(check, "matmul_tflops", lambda *a, **k: 2.0)
     monkeypatch.setattr(check, "linear_gemm_rate", lambda model, tokens, dtype: 3.0)
     record = tmp_path / "ceiling.json"
@@ -703,7 +703,8 @@ def test_mfu_ceiling_runs_every_setting_on_the_same_batches(conll_dir, monkeypat
             "--record", str(record)]
     monkeypatch.setattr(sys, "argv", argv)
     check.main()
-    assert compiled == [True, True, True]  # compiled, compiled with bf16 weights, all three
+    # compiled, max-autotune, compiled with bf16 weights, all three: every one with dynamic shapes
+    assert compiled == [(True, None), (True, "max-autotune"), (True, None), (True, None)]
     result = json.loads(record.read_text())["result"]
     rows = result["rows"]
     assert list(rows) == list(check.SETTINGS)

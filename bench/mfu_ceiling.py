@@ -57,9 +57,9 @@ SETTINGS = {"nerbook": {}, "compiled": {"compile": True}, "max-autotune": {"comp
 
 
 def recipe_config(dropout: float | None = None) -> TrainConfig:
-    """The training configuration of ``nerbook train --model offline`` (``OFFLINE_RECIPE``)."""
-    keys = ("batch_size", "lr", "attention", "attention_dropout")
-    return TrainConfig(seed=0, dropout=dropout, **{k: OFFLINE_RECIPE[k] for k in keys})
+    """The training configuration of ``nerbook train --model offline`` (``OFFLINE_RECIPE``), with
+    ``dropout`` for every dropout layer (None: the model's own)."""
+    return TrainConfig(**{**OFFLINE_RECIPE, "dropout": dropout}, seed=0)
 
 
 def time_setting(model, batches, setting: dict, warmup: int, steps: int) -> dict:

@@ -639,8 +639,8 @@ def test_time_to_f1_rows_one_row_per_record_oldest_first():
 
 
 def test_token_counter_counts_a_batch_directly_as_its_hook_does():
-    """count() adds what the hook adds (for a compiled model, whose hooks do not run): hand-counted
-    padded rows, and packed rows with a block-diagonal mask."""
+    """count() adds what the hook adds (a benchmark counts its batches outside the timed steps with
+    it): hand-counted padded rows, and packed rows with a block-diagonal mask."""
     model = _Toy().train()
     ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])

@@ -30,19 +30,27 @@ RECORD_KINDS = ("train", "bench", "experiment")
 SEED_RERUN = re.compile(r"-seed(\d+)\.json$")
 
 
-def hardware() -> dict:
-    """CPU model and cores, and the GPU if there is one."""
+def hardware(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict:
+    """CPU model and cores, the CPU's bf16 instruction sets (``bf16_flags``, from Linux's
+    ``cpuinfo``: ``avx512_bf16`` for bf16 dot products in AVX-512, ``amx_bf16`` for the AMX matrix
+    units, which multiply bf16 matrices several times faster), and the GPU if there is one. The
+    flags tell two records' matrix-product rates apart (chapter "Making it fast")."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    model, flags = None, None  # the first core's: every core reports the same
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key == "model name" and model is None:
+                model = value
+            elif key == "flags" and flags is None:
+                flags = sorted(f for f in value.split() if "bf16" in f)
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine()}
+    info = {"cpu": model or platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "machine": platform.machine()}
+    if flags is not None:
+        info["bf16_flags"] = flags
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
         info["gpu_count"] = torch.cuda.device_count()

@@ -609,18 +609,21 @@ def test_repeat_ratios_pairs_the_repeats():
 
 def test_time_to_f1_rows_one_row_per_record_oldest_first():
     """Each record's row: its recipe, means, ratio by repeat and verdict, computed here by hand."""
-    def record(date, ours, theirs, config=None):
+    def record(date, ours, theirs, config=None, cpu="Intel(R) Xeon(R) Processor", mfu=(0.17, 0.144)):
         mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
-        return {"date": date, "result": {
+        return {"date": date, "hardware": {"cpu": cpu}, "result": {
             "setup": {"batch_size": 64, "lr": 4e-4, "nerbook_config": config},
             "time_to_f1": {"nerbook": {"seconds_to_f1": ours, "mean_seconds_to_f1": mean(ours)},
                            "trainer-tuned": {"seconds_to_f1": theirs, "mean_seconds_to_f1": mean(theirs),
                                              "ratio": mean(theirs) / mean(ours)}},
-            "contenders": {"nerbook": {"tokens_per_s": 2400.0}}}}
+            "contenders": {"nerbook": {"tokens_per_s": 2400.0, "runs": [{"mfu_bf16": m} for m in mfu]}}}}
 
-    later = record("2026-12-02T07:00:00Z", [100.0, 120.0], [136.0, 251.0], {"warmup_ratio": 0.0})
+    later = record("2026-12-02T07:00:00Z", [100.0, 120.0], [136.0, 251.0], {"warmup_ratio": 0.0}, cpu="AMD EPYC",
+                   mfu=(0.455, None))
     first = record("2026-12-01T03:00:00Z", [100.0, 100.0], [154.0, 195.0])
     rows = time_to_f1_rows([later, first])
+    assert [r["cpu"] for r in rows] == ["Intel Xeon", "AMD EPYC"]
+    assert rows[0]["nerbook MFU bf16"] == "17%, 14%" and rows[1]["nerbook MFU bf16"] == "46%, -"
     assert [r["date"] for r in rows] == ["2026-12-01", "2026-12-02"]
     assert rows[0]["nerbook recipe"] == "batch 64, lr 4e-4"
     assert rows[1]["nerbook recipe"] == "batch 64, lr 4e-4; warmup_ratio=0"
@@ -635,7 +638,10 @@ def test_time_to_f1_rows_one_row_per_record_oldest_first():
     assert len(committed) == len(files) >= 6
     assert [r["date"] for r in committed] == sorted(r["date"] for r in committed)
     today = [r for r in committed if r["nerbook recipe"] == committed[-1]["nerbook recipe"]]
-    assert [r["goal 1.5x"] for r in today] == ["met in every repeat", "met on average, not in every repeat"]
+    assert [(r["cpu"], r["goal 1.5x"]) for r in today] == [
+        ("Intel Xeon", "met in every repeat"), ("Intel Xeon", "met on average, not in every repeat"),
+        ("AMD EPYC", "met in every repeat")]
+    assert today[-1]["nerbook MFU bf16"] == "32%, 35%"  # higher than on the Xeon, still below 45%
 
 
 def test_token_counter_counts_a_batch_directly_as_its_hook_does():

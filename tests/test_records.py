@@ -16,6 +16,7 @@ from nerbook.records import (
     bench_f1_runs,
     bench_rows,
     find_records,
+    hardware,
     is_seed_rerun,
     load_records,
     missing_provenance,
@@ -146,3 +147,18 @@ def test_a_record_of_generated_data_hashes_the_data_as_conll_files(tmp_path, syn
     assert record["kind"] == "experiment" and record["command"] == "python bench/x.py"
     assert record["result"] == {"f1": 0.5} and not missing_provenance(record)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json", "train", "valid"]  # no data files left
+
+
+def test_hardware_names_the_cpu_and_its_bf16_instruction_sets(tmp_path):
+    """Two records' bf16 matrix-product rates differ by several times between a CPU with AMX and
+    one without: the record says which it had. A two-core cpuinfo, written here, in Linux's format."""
+    core = ("processor\t: {n}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Processor\n"
+            "flags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile avx512_fp16\n\n")
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(core.format(n=0) + core.format(n=1))
+    info = hardware(cpuinfo)
+    assert info["cpu"] == "Intel(R) Xeon(R) Processor"
+    assert info["bf16_flags"] == ["amx_bf16", "avx512_bf16"]
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f\n")
+    assert hardware(cpuinfo)["bf16_flags"] == []                    # no bf16 instructions at all
+    assert "bf16_flags" not in hardware(tmp_path / "missing")       # unknown, not "none"

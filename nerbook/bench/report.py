@@ -85,8 +85,9 @@ def goal_by_repeat(values: list[float | None], goal: float) -> str:
 def time_to_f1_rows(records: list[dict], goal: float = 1.5, contender: str = "trainer-tuned") -> list[dict]:
     """One row per time-to-F1 record (a committed ``bench-time-to-f1-*.json``, oldest first): the
     recipe nerbook ran, each loop's mean training seconds to the target, the mean ratio and the ratio
-    repeat by repeat (:func:`repeat_ratios`), the verdict on ``goal`` (:func:`goal_by_repeat`) and
-    nerbook's real tokens per second.
+    repeat by repeat (:func:`repeat_ratios`), the verdict on ``goal`` (:func:`goal_by_repeat`),
+    nerbook's real tokens per second and its MFU against the bf16 rate, repeat by repeat, with the
+    CPU that ran it (:func:`cpu_name`): MFU is a ratio to that CPU's own matrix-product rate.
     The results page shows them side by side, so that a rerun of the same command stands next to
     its first run (chapter "Results")."""
     rows = []
@@ -98,6 +99,7 @@ def time_to_f1_rows(records: list[dict], goal: float = 1.5, contender: str = "tr
         changed = _settings_text(setup.get("nerbook_config") or {})
         rows.append({
             "date": rec["date"][:10],
+            "cpu": cpu_name(rec.get("hardware", {}).get("cpu")),
             "nerbook recipe": f"batch {setup['batch_size']}, lr {lr}" + (f"; {changed}" if changed else ""),
             "nerbook s": reach["nerbook"]["mean_seconds_to_f1"],
             f"{contender} s": reach[contender]["mean_seconds_to_f1"],
@@ -105,8 +107,17 @@ def time_to_f1_rows(records: list[dict], goal: float = 1.5, contender: str = "tr
             "by repeat": ", ".join(fmt(r, ".2f") for r in per_repeat),
             f"goal {goal:g}x": goal_by_repeat(per_repeat, goal),
             "nerbook tokens/s": ours["tokens_per_s"],
+            "nerbook MFU bf16": ", ".join(fmt(r.get("mfu_bf16"), ".0%") for r in ours.get("runs", [])) or "-",
         })
     return rows
+
+
+def cpu_name(cpu: str | None) -> str:
+    """A record's CPU as a table shows it: the name the machine reports, without trademark signs
+    and the word "Processor" (``Intel(R) Xeon(R) Processor`` -> ``Intel Xeon``); ``-`` if unknown."""
+    if not cpu:
+        return "-"
+    return " ".join(cpu.replace("(R)", "").replace("(TM)", "").replace("Processor", "").split())
 
 
 def predict_table(result: dict) -> str:

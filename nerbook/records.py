@@ -32,9 +32,9 @@ SEED_RERUN = re.compile(r"-seed(\d+)\.json$")
 
 def hardware(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict:
     """CPU model and cores, the CPU's bf16 instruction sets (``bf16_flags``, from Linux's
-    ``cpuinfo``: ``avx512_bf16`` for bf16 dot products in AVX-512, ``amx_bf16`` for the AMX matrix
-    units, which multiply bf16 matrices several times faster), and the GPU if there is one. The
-    flags tell two records' matrix-product rates apart (chapter "Making it fast")."""
+    ``cpuinfo``: ``avx512_bf16`` for bf16 dot products in AVX-512, ``amx_bf16`` for AMX matrix
+    units), and the GPU if there is one. The flags help explain why two records' matrix-product
+    rates differ (chapter "Making it fast")."""
     import torch
 
     model, flags = None, None  # the first core's: every core reports the same

@@ -158,6 +158,68 @@ def test_outputs_come_from_a_clean_top_to_bottom_run(path: Path) -> None:
     assert not mismatched, f"{path.name}: results of another run in cells {mismatched}"
 
 
+def _calls(source: str, name: str) -> list[str]:
+    """The text of every call ``name(...)`` in ``source``, its arguments included."""
+    calls = []
+    for match in re.finditer(rf"\b{name}\(", source):
+        depth, end = 1, match.end()
+        while depth and end < len(source):
+            depth += {"(": 1, ")": -1}.get(source[end], 0)
+            end += 1
+        calls.append(source[match.start():end])
+    return calls
+
+
+def _training_precisions(source: str) -> list[str | None]:
+    """The ``mixed_precision`` of every ``TrainConfig`` in ``source`` that trains (sets ``epochs``),
+    read from the call or from a ``**NAME`` whose ``dict(...)`` the same source defines; ``None``
+    where neither names it."""
+    found = []
+    for call in _calls(source, "TrainConfig"):
+        if "epochs=" not in call:
+            continue  # a config only read (its defaults) or only used to cut windows
+        text = call + "".join(d for name in re.findall(r"\*\*(\w+)", call)
+                              for d in _calls(source, f"{name} = dict"))
+        named = re.search(r"mixed_precision=[\"'](\w+)[\"']", text)
+        found.append(named.group(1) if named else None)
+    return found
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ('cfg = TrainConfig(epochs=2, lr=5e-4, mixed_precision="no", progress=False)', ["no"]),
+    ("cfg = TrainConfig(epochs=2, lr=5e-4)\nTrainConfig().adv_eps\nTrainConfig(max_length=32)", [None]),
+    ('RECIPE = dict(batch_size=16, mixed_precision="no")\nTrainConfig(epochs=e, **RECIPE)', ["no"]),
+    ("TrainConfig(epochs=1, mixed_precision='auto', lr=f(1, (2)))", ["auto"]),
+])
+def test_training_precisions_reads_the_calls(source: str, expected: list) -> None:
+    assert _training_precisions(source) == expected
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
+def test_training_precision_is_explicit(path: Path) -> None:
+    """A chapter that trains names its precision, and a checked cell trains in fp32.
+
+    The default, ``"auto"``, trains in bf16 where the CPU computes it natively, and two kinds of
+    CPU do that with different kernels (AMX on a recent Xeon, AVX-512-BF16 on an AMD EPYC) that
+    round differently: after a few hundred steps the printed F1s differ, and a checked output
+    holds on one kind of machine only. In fp32 two such CPUs differ in the last bits only, which
+    the printed numbers and tests/sanitize.cfg absorb. So every training config says which precision it uses, and one in a
+    checked cell uses ``"no"``; a training cell whose result a checked cell reads must be
+    marked the same way by hand (its own output is not compared).
+    """
+    wrong = []
+    for index, cell in enumerate(_read(path)["cells"]):
+        if cell["cell_type"] != "code":
+            continue
+        source = _source(cell)
+        checked = "# NBVAL_CHECK_OUTPUT" in source.splitlines()
+        for precision in _training_precisions(source):
+            if precision is None or (checked and precision != "no"):
+                wrong.append(f"cell {index} ({cell.get('id')}): mixed_precision={precision!r}")
+    assert not wrong, (f"{path.name}: name mixed_precision in every TrainConfig that trains, "
+                       f"\"no\" in a checked cell: {wrong}")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=NB_IDS)
 def test_no_stale_widget_state(path: Path) -> None:
     nb = _read(path)
@@ -289,11 +351,16 @@ def _sanitize(text: str) -> str:
     ("saved to /tmp/pytest-of-me/run3/model.safetensors", "saved to PATH"),
     ("File C:\\Users\\me\\nerbook\\x.py", "File PATH"),
     ("started 2026-11-28 15:22:03.123, took 00:01:23", "started DATETIME, took DURATION"),
+    # a glued float's full repr is compared to 3 decimals: trained weights differ in the last bits
+    # from one kind of CPU to another
+    ("0.8699575066566467", "0.869~"), ("-1.21527668638958", "-1.215~"),
+    ("9.119510650634766e-06", "9.119~e-06"), ("236.46503024951016", "236.465~"),
     # facts that must survive the sanitizer untouched
     ("see https://github.com/why-chatgpt-wins/nerbook", None),
     ("tensor([ 1.5410, -0.2934, -2.1788]) and 9/20 and 6 layers", None),
     ("model.safetensors: 90.9 MB, 22.7M parameters, 3 sentences, 10 samples", None),
     ("precision 0.912 recall 0.875 f1 0.893 (support 1,204)", None),
+    ("clean loss 1.0952, slope -1.215, ratio 0.123456 (6 decimals: printed, not a repr)", None),
 ])
 def test_sanitize_rules(raw: str, clean: str | None) -> None:
     assert _sanitize(raw) == (raw if clean is None else clean)

@@ -203,9 +203,9 @@ def test_training_precision_is_explicit(path: Path) -> None:
     CPU do that with different kernels (AMX on a recent Xeon, AVX-512-BF16 on an AMD EPYC) that
     round differently: after a few hundred steps the printed F1s differ, and a checked output
     holds on one kind of machine only. In fp32 two such CPUs differ in the last bits only, which
-    the printed numbers and tests/sanitize.cfg absorb. So every training config says which precision it uses, and one in a
-    checked cell uses ``"no"``; a training cell whose result a checked cell reads must be
-    marked the same way by hand (its own output is not compared).
+    the printed numbers and tests/sanitize.cfg absorb. So every training config says which
+    precision it uses, and one in a checked cell uses ``"no"``; a training cell whose result a
+    checked cell reads must be marked the same way by hand (its own output is not compared).
     """
     wrong = []
     for index, cell in enumerate(_read(path)["cells"]):
